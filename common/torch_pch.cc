@@ -1,0 +1,1 @@
+// Compiles the shared torch precompiled header once; other targets reuse it.

@@ -1,0 +1,64 @@
+// Turns a TensorDataset into device batches: shuffled by (seed, epoch), converted to float and
+// normalised on the target device, augmented by an optional batched transform, with the next
+// batch prepared on a background thread while the current one trains.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+
+#include "server/train/tensor_dataset.h"
+
+namespace selene::train {
+
+struct Batch {
+  torch::Tensor images;   // float [B, C, H, W] on the device, normalised
+  torch::Tensor targets;  // on the device: int64 labels/ids, or float {0,1} masks [B, H, W]
+  torch::Tensor indices;  // int64 [B] positions in the data set (CPU)
+};
+
+// A batched, in-place transform applied to training batches (images and masks share geometry).
+// `generator_seed` is derived from (seed, epoch, batch index) so runs repeat exactly.
+using BatchTransform = std::function<void(Batch& batch, uint64_t generator_seed)>;
+
+struct BatchLoaderOptions {
+  int64_t batch_size = 32;
+  bool shuffle = true;
+  bool drop_last = false;
+  uint64_t seed = 1;
+  torch::Device device = torch::kCPU;
+  Normalization normalization;
+  BatchTransform transform;  // empty = none
+  bool prefetch = true;      // prepare the next batch on a background thread
+};
+
+class BatchLoader {
+ public:
+  // `dataset` must outlive the loader.
+  BatchLoader(const TensorDataset& dataset, BatchLoaderOptions options);
+  ~BatchLoader();
+  BatchLoader(const BatchLoader&) = delete;
+  BatchLoader& operator=(const BatchLoader&) = delete;
+
+  // Starts a pass over the data; the order depends only on (seed, epoch).
+  void StartEpoch(int64_t epoch);
+  // The next batch of the pass, or nullopt at its end.
+  std::optional<Batch> Next();
+
+  int64_t batches_per_epoch() const;
+  // Seconds Next() spent waiting for a batch in the current pass (the data-wait share).
+  double wait_seconds() const;
+
+ private:
+  class Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// Converts a uint8 image batch [B, C, H, W] to normalised float on `device`.
+torch::Tensor NormalizeImages(const torch::Tensor& images_u8, const Normalization& norm,
+                              torch::Device device);
+
+}  // namespace selene::train

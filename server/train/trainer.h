@@ -1,0 +1,107 @@
+// The training loop: epochs of training and validation over in-memory data sets, per-epoch
+// history, best and last checkpoints, exact resume, early stopping, progress and cancellation.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "models/network.h"
+#include "server/train/batch_loader.h"
+#include "server/train/loss.h"
+#include "server/train/metrics.h"
+#include "server/train/optimization.h"
+#include "server/train/tensor_dataset.h"
+
+namespace selene::train {
+
+struct EarlyStoppingOptions {
+  bool enabled = false;
+  int64_t patience = 5;     // epochs without improvement of the monitored metric
+  double min_delta = 0.0;   // absolute improvement that counts
+};
+
+struct TrainerOptions {
+  Task task = Task::kBinarySegmentation;
+  int64_t epochs = 10;
+  int64_t batch_size = 32;
+  OptimizerOptions optimizer;
+  ScheduleOptions schedule;
+  LossOptions loss;
+  double grad_clip_norm = 0.0;     // 0 = no clipping
+  std::string monitor = "val_loss";  // "val_loss" or a validation metric name ("dice", "top1")
+  EarlyStoppingOptions early_stopping;
+  uint64_t seed = 1;
+  torch::Device device = torch::kCPU;
+  Normalization normalization;
+  BatchTransform train_transform;  // augmentation for training batches
+  std::string checkpoint_dir;      // "" = no checkpoints
+  bool resume = false;             // continue from checkpoint_dir/last.pt when it exists
+  std::string metadata;            // stored in every checkpoint (e.g. the job spec as JSON)
+};
+
+// One row of history per finished epoch.
+struct EpochRecord {
+  int64_t epoch = 0;  // 0-based
+  double train_loss = 0.0;
+  double val_loss = 0.0;
+  MetricValues train_metrics;  // computed on the training batches as they were seen
+  MetricValues val_metrics;
+  double learning_rate = 0.0;  // base-group rate at the epoch's end
+  double seconds = 0.0;
+  double images_per_second = 0.0;  // training images / training seconds
+  double data_wait_fraction = 0.0;  // share of training time spent waiting for batches
+};
+
+struct StepProgress {
+  int64_t epoch = 0;
+  int64_t step = 0;           // 1-based within the epoch
+  int64_t steps_per_epoch = 0;
+  double loss = 0.0;          // this step's loss
+  double images_per_second = 0.0;  // over the epoch so far
+};
+
+struct TrainerCallbacks {
+  std::function<void(const StepProgress&)> on_step;
+  std::function<void(const EpochRecord&)> on_epoch;
+};
+
+struct TrainResult {
+  std::vector<EpochRecord> history;  // includes epochs restored from a resumed checkpoint
+  int64_t best_epoch = -1;
+  double best_value = 0.0;           // of the monitored metric
+  bool stopped_early = false;
+  bool cancelled = false;
+};
+
+class Trainer {
+ public:
+  Trainer(models::Network network, TrainerOptions options);
+
+  // Trains on `data.train`, validating on `data.val` after every epoch. Returns the history,
+  // or an error (invalid options, a torch error) as a status; never throws.
+  // `cancel` (may be null) is checked before every step.
+  StatusOr<TrainResult> Run(const TrainValSplit& data, const TrainerCallbacks& callbacks = {},
+                            const std::atomic<bool>* cancel = nullptr);
+
+  // One validation pass: loss and metrics over the whole data set.
+  StatusOr<std::pair<double, MetricValues>> Evaluate(const TensorDataset& data);
+
+  models::Network network() const { return network_; }
+
+ private:
+  models::Network network_;
+  TrainerOptions options_;
+};
+
+// Which value of an epoch record `monitor` names ("val_loss", "train_loss" or a val metric).
+std::optional<double> MonitoredValue(const EpochRecord& record, const std::string& monitor);
+
+}  // namespace selene::train
