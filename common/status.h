@@ -14,6 +14,7 @@ using Status = absl::Status;
 template <typename T>
 using StatusOr = absl::StatusOr<T>;
 using StatusCode = absl::StatusCode;
+using absl::CancelledError;
 using absl::FailedPreconditionError;
 using absl::InternalError;
 using absl::InvalidArgumentError;
@@ -21,7 +22,6 @@ using absl::NotFoundError;
 using absl::OkStatus;
 using absl::OutOfRangeError;
 using absl::ResourceExhaustedError;
-using absl::CancelledError;
 }  // namespace selene
 
 #else
@@ -29,9 +29,9 @@ using absl::CancelledError;
 #endif
 
 // Returns early from the calling function when `expr` is not OK.
-#define SELENE_RETURN_IF_ERROR(expr)               \
-  do {                                             \
-    ::selene::Status selene_status_ = (expr);      \
+#define SELENE_RETURN_IF_ERROR(expr)                 \
+  do {                                               \
+    ::selene::Status selene_status_ = (expr);        \
     if (!selene_status_.ok()) return selene_status_; \
   } while (0)
 

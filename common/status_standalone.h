@@ -40,14 +40,22 @@ class Status {
  private:
   std::string CodeName() const {
     switch (code_) {
-      case StatusCode::kOk: return "OK";
-      case StatusCode::kCancelled: return "CANCELLED";
-      case StatusCode::kInvalidArgument: return "INVALID_ARGUMENT";
-      case StatusCode::kNotFound: return "NOT_FOUND";
-      case StatusCode::kResourceExhausted: return "RESOURCE_EXHAUSTED";
-      case StatusCode::kFailedPrecondition: return "FAILED_PRECONDITION";
-      case StatusCode::kOutOfRange: return "OUT_OF_RANGE";
-      case StatusCode::kInternal: return "INTERNAL";
+      case StatusCode::kOk:
+        return "OK";
+      case StatusCode::kCancelled:
+        return "CANCELLED";
+      case StatusCode::kInvalidArgument:
+        return "INVALID_ARGUMENT";
+      case StatusCode::kNotFound:
+        return "NOT_FOUND";
+      case StatusCode::kResourceExhausted:
+        return "RESOURCE_EXHAUSTED";
+      case StatusCode::kFailedPrecondition:
+        return "FAILED_PRECONDITION";
+      case StatusCode::kOutOfRange:
+        return "OUT_OF_RANGE";
+      case StatusCode::kInternal:
+        return "INTERNAL";
     }
     return "UNKNOWN";
   }

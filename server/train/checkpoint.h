@@ -11,13 +11,13 @@
 
 #include "common/status.h"
 #include "models/network.h"
+#include "server/train/epoch_record.h"
 
 namespace selene::train {
 
-struct EpochRecord;
-
 struct TrainingState {
   int64_t next_epoch = 0;
+  int64_t next_step = 0;  // > 0 when the run stopped mid-epoch: batches of next_epoch done
   int64_t best_epoch = -1;
   double best_value = 0.0;
   int64_t epochs_without_improvement = 0;
@@ -27,15 +27,13 @@ struct TrainingState {
 
 // Writes atomically (to a temporary file, then rename) so a crash never leaves half a file.
 Status SaveCheckpoint(const std::string& path, models::NetworkImpl& network,
-                      const std::string& metadata,
-                      torch::optim::Optimizer* optimizer = nullptr,
+                      const std::string& metadata, torch::optim::Optimizer* optimizer = nullptr,
                       const TrainingState* state = nullptr);
 
 // Loads parameters and buffers into `network` (same architecture; a mismatch names the
 // tensor). Optimizer and state are restored when given and present in the file.
 Status LoadCheckpoint(const std::string& path, models::NetworkImpl& network,
-                      torch::optim::Optimizer* optimizer = nullptr,
-                      TrainingState* state = nullptr);
+                      torch::optim::Optimizer* optimizer = nullptr, TrainingState* state = nullptr);
 
 // The metadata string stored with a checkpoint (e.g. the job spec), without loading weights.
 StatusOr<std::string> ReadCheckpointMetadata(const std::string& path);

@@ -11,10 +11,10 @@
 namespace selene::train {
 
 enum class LossKind {
-  kBCE,           // binary: BCE-with-logits (pos_weight)
-  kDice,          // binary: soft Dice on sigmoid; multi-class: soft Dice on softmax
-  kBCEDice,       // binary: bce_weight * BCE + dice_weight * Dice
-  kCrossEntropy,  // classification / multi-class: CE with class weights, smoothing, ignore
+  kBCE,               // binary: BCE-with-logits (pos_weight)
+  kDice,              // binary: soft Dice on sigmoid; multi-class: soft Dice on softmax
+  kBCEDice,           // binary: bce_weight * BCE + dice_weight * Dice
+  kCrossEntropy,      // classification / multi-class: CE with class weights, smoothing, ignore
   kCrossEntropyDice,  // multi-class: ce_weight * CE + dice_weight * multi-class Dice
 };
 

@@ -19,9 +19,9 @@ enum class OptimizerKind { kSGD, kAdam, kAdamW };
 struct OptimizerOptions {
   OptimizerKind kind = OptimizerKind::kAdamW;
   double learning_rate = 1e-3;
-  double weight_decay = 0.0;  // AdamW: decoupled; SGD/Adam: L2
-  double momentum = 0.9;      // SGD
-  bool nesterov = false;      // SGD
+  double weight_decay = 0.0;          // AdamW: decoupled; SGD/Adam: L2
+  double momentum = 0.9;              // SGD
+  bool nesterov = false;              // SGD
   double beta1 = 0.9, beta2 = 0.999;  // Adam, AdamW
 };
 
@@ -35,12 +35,12 @@ enum class ScheduleKind { kConstant, kStep, kCosine, kReduceOnPlateau };
 
 struct ScheduleOptions {
   ScheduleKind kind = ScheduleKind::kConstant;
-  int64_t warmup_epochs = 0;   // linear warm-up from warmup_start_factor to 1 (any kind)
+  int64_t warmup_epochs = 0;  // linear warm-up from warmup_start_factor to 1 (any kind)
   double warmup_start_factor = 0.1;
-  int64_t step_size = 10;      // kStep: multiply by gamma every step_size epochs
-  double gamma = 0.1;          // kStep and kReduceOnPlateau factor
-  double min_factor = 0.0;     // kCosine: final factor; kReduceOnPlateau: floor
-  int64_t plateau_patience = 3;  // kReduceOnPlateau: epochs without improvement before a cut
+  int64_t step_size = 10;           // kStep: multiply by gamma every step_size epochs
+  double gamma = 0.1;               // kStep and kReduceOnPlateau factor
+  double min_factor = 0.0;          // kCosine: factor approached at the end; plateau: floor
+  int64_t plateau_patience = 3;     // kReduceOnPlateau: epochs without improvement before a cut
   double plateau_threshold = 1e-4;  // relative improvement that counts
 };
 

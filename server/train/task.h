@@ -13,9 +13,12 @@ enum class Task {
 
 inline std::string TaskName(Task task) {
   switch (task) {
-    case Task::kClassification: return "classification";
-    case Task::kBinarySegmentation: return "binary_segmentation";
-    case Task::kMultiClassSegmentation: return "multiclass_segmentation";
+    case Task::kClassification:
+      return "classification";
+    case Task::kBinarySegmentation:
+      return "binary_segmentation";
+    case Task::kMultiClassSegmentation:
+      return "multiclass_segmentation";
   }
   return "unknown";
 }

@@ -15,6 +15,7 @@
 #include "common/status.h"
 #include "models/network.h"
 #include "server/train/batch_loader.h"
+#include "server/train/epoch_record.h"
 #include "server/train/loss.h"
 #include "server/train/metrics.h"
 #include "server/train/optimization.h"
@@ -24,8 +25,8 @@ namespace selene::train {
 
 struct EarlyStoppingOptions {
   bool enabled = false;
-  int64_t patience = 5;     // epochs without improvement of the monitored metric
-  double min_delta = 0.0;   // absolute improvement that counts
+  int64_t patience = 5;    // epochs without improvement of the monitored metric
+  double min_delta = 0.0;  // absolute improvement that counts
 };
 
 struct TrainerOptions {
@@ -35,7 +36,7 @@ struct TrainerOptions {
   OptimizerOptions optimizer;
   ScheduleOptions schedule;
   LossOptions loss;
-  double grad_clip_norm = 0.0;     // 0 = no clipping
+  double grad_clip_norm = 0.0;       // 0 = no clipping
   std::string monitor = "val_loss";  // "val_loss" or a validation metric name ("dice", "top1")
   EarlyStoppingOptions early_stopping;
   uint64_t seed = 1;
@@ -47,24 +48,11 @@ struct TrainerOptions {
   std::string metadata;            // stored in every checkpoint (e.g. the job spec as JSON)
 };
 
-// One row of history per finished epoch.
-struct EpochRecord {
-  int64_t epoch = 0;  // 0-based
-  double train_loss = 0.0;
-  double val_loss = 0.0;
-  MetricValues train_metrics;  // computed on the training batches as they were seen
-  MetricValues val_metrics;
-  double learning_rate = 0.0;  // base-group rate at the epoch's end
-  double seconds = 0.0;
-  double images_per_second = 0.0;  // training images / training seconds
-  double data_wait_fraction = 0.0;  // share of training time spent waiting for batches
-};
-
 struct StepProgress {
   int64_t epoch = 0;
-  int64_t step = 0;           // 1-based within the epoch
+  int64_t step = 0;  // 1-based within the epoch
   int64_t steps_per_epoch = 0;
-  double loss = 0.0;          // this step's loss
+  double loss = 0.0;               // this step's loss
   double images_per_second = 0.0;  // over the epoch so far
 };
 
@@ -76,7 +64,7 @@ struct TrainerCallbacks {
 struct TrainResult {
   std::vector<EpochRecord> history;  // includes epochs restored from a resumed checkpoint
   int64_t best_epoch = -1;
-  double best_value = 0.0;           // of the monitored metric
+  double best_value = 0.0;  // of the monitored metric
   bool stopped_early = false;
   bool cancelled = false;
 };

@@ -1,1 +1,179 @@
-// placeholder
+#include "server/train/trainer.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "server/train/checkpoint.h"
+#include "tests/server/train/tiny_network.h"
+
+namespace selene::train {
+namespace {
+
+using testing::MakeSquares;
+using testing::MakeTinyNetwork;
+
+class TrainerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() /
+           ("selene_trainer_test_" + std::to_string(::getpid()) + "_" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::remove_all(dir_);
+    data_.train = MakeSquares(48, 16, 1);
+    data_.val = MakeSquares(16, 16, 2);
+    options_.task = Task::kBinarySegmentation;
+    options_.epochs = 4;
+    options_.batch_size = 8;
+    options_.loss.kind = LossKind::kBCEDice;
+    options_.optimizer.learning_rate = 0.02;
+    options_.schedule.kind = ScheduleKind::kCosine;
+    options_.schedule.warmup_epochs = 1;
+    options_.monitor = "dice";
+    options_.checkpoint_dir = dir_.string();
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  std::filesystem::path dir_;
+  TrainValSplit data_;
+  TrainerOptions options_;
+};
+
+TEST_F(TrainerTest, LearnsAndWritesBestAndLastCheckpoints) {
+  Trainer trainer(MakeTinyNetwork(), options_);
+  int epochs_seen = 0, steps_seen = 0;
+  TrainerCallbacks callbacks;
+  callbacks.on_epoch = [&](const EpochRecord&) { ++epochs_seen; };
+  callbacks.on_step = [&](const StepProgress& p) {
+    ++steps_seen;
+    EXPECT_EQ(p.steps_per_epoch, 6);
+  };
+  StatusOr<TrainResult> result = trainer.Run(data_, callbacks);
+  ASSERT_TRUE(result.ok()) << result.status();
+  ASSERT_EQ(result->history.size(), 4u);
+  EXPECT_EQ(epochs_seen, 4);
+  EXPECT_EQ(steps_seen, 4 * 6);
+  EXPECT_LT(result->history.back().train_loss, result->history.front().train_loss);
+  EXPECT_GT(result->history.back().val_metrics.at("dice"), 0.5);
+  EXPECT_GE(result->best_epoch, 0);
+  EXPECT_DOUBLE_EQ(result->best_value, result->history[result->best_epoch].val_metrics.at("dice"));
+  EXPECT_TRUE(std::filesystem::exists(dir_ / "best.pt"));
+  EXPECT_TRUE(std::filesystem::exists(dir_ / "last.pt"));
+  for (const EpochRecord& r : result->history) {
+    EXPECT_GT(r.images_per_second, 0);
+    EXPECT_GT(r.learning_rate, 0);
+    EXPECT_GE(r.data_wait_fraction, 0);
+  }
+
+  // The best checkpoint reproduces the best epoch's validation score.
+  models::Network reloaded = MakeTinyNetwork();
+  ASSERT_TRUE(LoadCheckpoint((dir_ / "best.pt").string(), *reloaded).ok());
+  Trainer evaluator(reloaded, options_);
+  auto evaluation = evaluator.Evaluate(data_.val);
+  ASSERT_TRUE(evaluation.ok());
+  EXPECT_NEAR(evaluation->second.at("dice"), result->best_value, 1e-9);
+}
+
+TEST_F(TrainerTest, ResumedRunContinuesExactlyWhereItStopped) {
+  Trainer straight(MakeTinyNetwork(), options_);
+  StatusOr<TrainResult> full = straight.Run(data_);
+  ASSERT_TRUE(full.ok()) << full.status();
+
+  // Same run in a new folder, cancelled in the middle of epoch 2, then resumed by a new Trainer.
+  options_.checkpoint_dir = (dir_ / "interrupted").string();
+  std::atomic<bool> cancel{false};
+  TrainerCallbacks callbacks;
+  callbacks.on_step = [&](const StepProgress& p) {
+    if (p.epoch == 2 && p.step == 3) cancel = true;
+  };
+  Trainer first(MakeTinyNetwork(), options_);
+  StatusOr<TrainResult> partial = first.Run(data_, callbacks, &cancel);
+  ASSERT_TRUE(partial.ok()) << partial.status();
+  EXPECT_TRUE(partial->cancelled);
+  EXPECT_EQ(partial->history.size(), 2u);
+
+  options_.resume = true;
+  Trainer second(MakeTinyNetwork(), options_);
+  StatusOr<TrainResult> resumed = second.Run(data_);
+  ASSERT_TRUE(resumed.ok()) << resumed.status();
+  ASSERT_EQ(resumed->history.size(), 4u);
+  for (size_t e = 0; e < 4; ++e) {
+    EXPECT_DOUBLE_EQ(resumed->history[e].learning_rate, full->history[e].learning_rate) << e;
+    EXPECT_DOUBLE_EQ(resumed->history[e].val_loss, full->history[e].val_loss) << e;
+  }
+  auto a = straight.network()->parameters();
+  auto b = second.network()->parameters();
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(torch::equal(a[i], b[i])) << "parameter " << i;
+}
+
+TEST_F(TrainerTest, CancelStopsWithinOneStep) {
+  std::atomic<bool> cancel{false};
+  int steps = 0;
+  TrainerCallbacks callbacks;
+  callbacks.on_step = [&](const StepProgress&) {
+    if (++steps == 2) cancel = true;
+  };
+  Trainer trainer(MakeTinyNetwork(), options_);
+  StatusOr<TrainResult> result = trainer.Run(data_, callbacks, &cancel);
+  ASSERT_TRUE(result.ok());
+  EXPECT_TRUE(result->cancelled);
+  EXPECT_EQ(steps, 2);
+  EXPECT_TRUE(result->history.empty());
+  EXPECT_TRUE(std::filesystem::exists(dir_ / "last.pt"));
+}
+
+TEST_F(TrainerTest, EarlyStoppingHonoursPatience) {
+  options_.epochs = 10;
+  options_.optimizer.learning_rate = 1e-9;  // nothing improves by min_delta
+  options_.early_stopping.enabled = true;
+  options_.early_stopping.patience = 2;
+  options_.early_stopping.min_delta = 0.5;
+  Trainer trainer(MakeTinyNetwork(), options_);
+  StatusOr<TrainResult> result = trainer.Run(data_);
+  ASSERT_TRUE(result.ok());
+  EXPECT_TRUE(result->stopped_early);
+  EXPECT_EQ(result->history.size(), 3u);  // the best epoch, then 2 without improvement
+  EXPECT_EQ(result->best_epoch, 0);
+}
+
+TEST_F(TrainerTest, BadOptionsAreErrorsNamingTheField) {
+  options_.batch_size = 0;
+  StatusOr<TrainResult> result = Trainer(MakeTinyNetwork(), options_).Run(data_);
+  EXPECT_EQ(result.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(std::string(result.status().message()).find("training.batch_size"),
+            std::string::npos);
+
+  options_.batch_size = 8;
+  options_.monitor = "accuracy";
+  result = Trainer(MakeTinyNetwork(), options_).Run(data_);
+  EXPECT_EQ(result.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(std::string(result.status().message()).find("dice"), std::string::npos)
+      << "the message lists the metrics to choose from: " << result.status().message();
+
+  options_.monitor = "dice";
+  data_.val.images = torch::Tensor();
+  data_.val.targets = torch::Tensor();
+  result = Trainer(MakeTinyNetwork(), options_).Run(data_);
+  EXPECT_NE(std::string(result.status().message()).find("validation set is empty"),
+            std::string::npos);
+}
+
+TEST_F(TrainerTest, TorchErrorsBecomeStatusesNotExceptions) {
+  // Two output channels for a binary task: the loss cannot match them to the masks.
+  Trainer trainer(MakeTinyNetwork(/*out_channels=*/2), options_);
+  StatusOr<TrainResult> result;
+  EXPECT_NO_THROW(result = trainer.Run(data_));
+  EXPECT_FALSE(result.ok());
+}
+
+TEST_F(TrainerTest, EvaluationIsDeterministicInEvalMode) {
+  Trainer trainer(MakeTinyNetwork(), options_);
+  auto a = trainer.Evaluate(data_.val);
+  auto b = trainer.Evaluate(data_.val);
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_DOUBLE_EQ(a->first, b->first);  // dropout off, BatchNorm statistics fixed
+}
+
+}  // namespace
+}  // namespace selene::train

@@ -1,0 +1,580 @@
+// Tests server/jobs/job_spec.h: JSON parsing, overrides, defaults, validation, the torch-free
+// translation, and that every spec in configs/ validates.
+#include "server/jobs/job_spec.h"
+
+#include <gmock/gmock.h>
+#include <google/protobuf/util/message_differencer.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace selene::jobs {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+constexpr char kMoonSpec[] = R"json({
+  "name": "moon",
+  "task": "binary_segmentation",
+  "model": {"unet": {"base_width": 8}},
+  "data": {"kind": "synthetic_moon", "num_samples": 64, "image_size": 32},
+  "training": {"epochs": 2, "batch_size": 8}
+})json";
+
+v1::JobSpec MoonSpec() {
+  StatusOr<v1::JobSpec> spec = ParseJobSpecJson(kMoonSpec);
+  EXPECT_TRUE(spec.ok()) << spec.status();
+  return *spec;
+}
+
+v1::JobSpec ShapesSpec() {
+  StatusOr<v1::JobSpec> spec = ParseJobSpecJson(R"json({
+    "task": "TASK_CLASSIFICATION",
+    "model": {"classifier": {}},
+    "data": {"kind": "synthetic_shapes"}
+  })json");
+  EXPECT_TRUE(spec.ok()) << spec.status();
+  return *spec;
+}
+
+std::string ValidationMessage(const v1::JobSpec& spec) {
+  Status status = ValidateJobSpec(spec);
+  EXPECT_FALSE(status.ok());
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  return std::string(status.message());
+}
+
+// Applies an override that must succeed.
+void Set(v1::JobSpec& spec, const std::string& assignment) {
+  Status status = ApplyOverride(&spec, assignment);
+  ASSERT_TRUE(status.ok()) << assignment << ": " << status;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Parsing.
+
+TEST(ParseJobSpecJsonTest, ReadsProtoNamesCamelCaseAndShortEnums) {
+  StatusOr<v1::JobSpec> spec = ParseJobSpecJson(R"json({
+    "name": "n",
+    "task": "Binary_Segmentation",
+    "model": {"encoderUnet": {"encoderMode": "fine-tune", "decoderBaseWidth": 8,
+                              "encoder_checkpoint": "c.pt", "upsample": "UPSAMPLE_BILINEAR"}},
+    "data": {"kind": "synthetic_moon", "validationFraction": 0.25, "split_seed": "7"},
+    "training": {"optimizer": {"kind": "sgd", "lr": 0.05}, "loss": {"kind": 3}}
+  })json");
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  EXPECT_EQ(spec->task(), v1::TASK_BINARY_SEGMENTATION);
+  EXPECT_EQ(spec->model().encoder_unet().encoder_mode(), v1::ENCODER_MODE_FINE_TUNE);
+  EXPECT_EQ(spec->model().encoder_unet().decoder_base_width(), 8);
+  EXPECT_EQ(spec->model().encoder_unet().upsample(), v1::UPSAMPLE_BILINEAR);
+  EXPECT_DOUBLE_EQ(spec->data().validation_fraction(), 0.25);
+  EXPECT_EQ(spec->data().split_seed(), 7u);
+  EXPECT_EQ(spec->training().optimizer().kind(), v1::OPTIMIZER_KIND_SGD);
+  EXPECT_DOUBLE_EQ(spec->training().optimizer().lr(), 0.05);
+  EXPECT_EQ(spec->training().loss().kind(), v1::LOSS_KIND_BCE_DICE);
+  EXPECT_TRUE(spec->training().optimizer().has_lr());
+  EXPECT_FALSE(spec->training().optimizer().has_weight_decay());
+}
+
+TEST(ParseJobSpecJsonTest, MalformedJsonNamesSourceAndParserMessage) {
+  StatusOr<v1::JobSpec> spec = ParseJobSpecJson(R"({"name": "x", )", "configs/broken.json");
+  ASSERT_FALSE(spec.ok());
+  EXPECT_EQ(spec.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(spec.status().message()),
+              HasSubstr("configs/broken.json: invalid JSON: "));
+  // One line: selene-train prints it as such.
+  EXPECT_THAT(std::string(spec.status().message()), Not(HasSubstr("\n")));
+  EXPECT_THAT(std::string(spec.status().message()), Not(HasSubstr("^")));
+}
+
+TEST(ParseJobSpecJsonTest, NonObjectIsRefused) {
+  StatusOr<v1::JobSpec> spec = ParseJobSpecJson("[1, 2]", "a.json");
+  ASSERT_FALSE(spec.ok());
+  EXPECT_THAT(std::string(spec.status().message()), HasSubstr("a.json: a job spec must be"));
+}
+
+TEST(ParseJobSpecJsonTest, UnknownFieldIsNamed) {
+  StatusOr<v1::JobSpec> spec = ParseJobSpecJson(R"({"training": {"epochz": 3}})", "spec.json");
+  ASSERT_FALSE(spec.ok());
+  EXPECT_THAT(std::string(spec.status().message()), HasSubstr("spec.json: "));
+  EXPECT_THAT(std::string(spec.status().message()), HasSubstr("epochz"));
+}
+
+TEST(ParseJobSpecJsonTest, BadEnumNamesFieldAndChoices) {
+  StatusOr<v1::JobSpec> spec =
+      ParseJobSpecJson(R"({"training": {"optimizer": {"kind": "adamx"}}})", "spec.json");
+  ASSERT_FALSE(spec.ok());
+  EXPECT_EQ(spec.status().message(),
+            "spec.json: training.optimizer.kind: \"adamx\" is not one of sgd, adam, adamw");
+}
+
+TEST(ParseJobSpecJsonTest, WrongTypeIsRefused) {
+  StatusOr<v1::JobSpec> spec = ParseJobSpecJson(R"({"training": {"epochs": "many"}})");
+  ASSERT_FALSE(spec.ok());
+  EXPECT_THAT(std::string(spec.status().message()), HasSubstr("epochs"));
+}
+
+TEST(ParseJobSpecJsonTest, HugeIntegerMustBeAString) {
+  StatusOr<v1::JobSpec> spec = ParseJobSpecJson(R"({"training": {"seed": 18446744073709551615}})");
+  ASSERT_FALSE(spec.ok());
+  EXPECT_THAT(std::string(spec.status().message()), HasSubstr("training.seed: integers above"));
+  StatusOr<v1::JobSpec> quoted =
+      ParseJobSpecJson(R"({"training": {"seed": "18446744073709551615"}})");
+  ASSERT_TRUE(quoted.ok()) << quoted.status();
+  EXPECT_EQ(quoted->training().seed(), 18446744073709551615ull);
+}
+
+TEST(LoadJobSpecFileTest, MissingFileIsNotFoundNamingThePath) {
+  StatusOr<v1::JobSpec> spec = LoadJobSpecFile("/nonexistent/spec.json");
+  ASSERT_FALSE(spec.ok());
+  EXPECT_EQ(spec.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(std::string(spec.status().message()), HasSubstr("/nonexistent/spec.json"));
+}
+
+TEST(JobSpecToJsonTest, RoundTripsExactly) {
+  v1::JobSpec spec = MoonSpec();
+  Set(spec, "training.optimizer.lr=0.02");
+  Set(spec, "data.augmentation.hflip=true");
+  const std::string json = JobSpecToJson(spec);
+  EXPECT_THAT(json, HasSubstr("\"base_width\""));  // proto names
+  EXPECT_THAT(json, HasSubstr("TASK_BINARY_SEGMENTATION"));
+  EXPECT_THAT(json, Not(HasSubstr("momentum")));  // only what is set
+  StatusOr<v1::JobSpec> back = ParseJobSpecJson(json);
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(spec, *back));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Overrides.
+
+TEST(ApplyOverrideTest, SetsNestedScalars) {
+  v1::JobSpec spec = MoonSpec();
+  Set(spec, "training.optimizer.lr=0.01");
+  Set(spec, "training.epochs=7");
+  Set(spec, "data.split_seed=42");
+  Set(spec, "training.optimizer.nesterov=true");
+  Set(spec, "name=has = sign");
+  EXPECT_DOUBLE_EQ(spec.training().optimizer().lr(), 0.01);
+  EXPECT_EQ(spec.training().epochs(), 7);
+  EXPECT_EQ(spec.data().split_seed(), 42u);
+  EXPECT_TRUE(spec.training().optimizer().nesterov());
+  EXPECT_EQ(spec.name(), "has = sign");
+}
+
+TEST(ApplyOverrideTest, AcceptsJsonNamesAndCreatesMessages) {
+  v1::JobSpec spec = MoonSpec();
+  Set(spec, "training.batchSize=4");
+  Set(spec, "data.augmentation.cropScaleMin=0.5");
+  Set(spec, "training.earlyStopping.enabled=yes");
+  EXPECT_EQ(spec.training().batch_size(), 4);
+  EXPECT_DOUBLE_EQ(spec.data().augmentation().crop_scale_min(), 0.5);
+  EXPECT_TRUE(spec.training().early_stopping().enabled());
+}
+
+TEST(ApplyOverrideTest, SetsEnumsByAnySpelling) {
+  v1::JobSpec spec = MoonSpec();
+  Set(spec, "training.optimizer.kind=SGD");
+  EXPECT_EQ(spec.training().optimizer().kind(), v1::OPTIMIZER_KIND_SGD);
+  Set(spec, "training.optimizer.kind=optimizer_kind_adam");
+  EXPECT_EQ(spec.training().optimizer().kind(), v1::OPTIMIZER_KIND_ADAM);
+  Set(spec, "training.schedule.kind=reduce_on_plateau");
+  EXPECT_EQ(spec.training().schedule().kind(), v1::SCHEDULE_KIND_REDUCE_ON_PLATEAU);
+  Set(spec, "model.unet.upsample=Bilinear");
+  EXPECT_EQ(spec.model().unet().upsample(), v1::UPSAMPLE_BILINEAR);
+  Set(spec, "task=3");
+  EXPECT_EQ(spec.task(), v1::TASK_MULTICLASS_SEGMENTATION);
+}
+
+TEST(ApplyOverrideTest, SetsRepeatedFieldsFromCommaLists) {
+  v1::JobSpec spec = ShapesSpec();
+  Set(spec, "model.classifier.stage_widths=8,16,32");
+  EXPECT_EQ(std::vector<int64_t>(spec.model().classifier().stage_widths().begin(),
+                                 spec.model().classifier().stage_widths().end()),
+            (std::vector<int64_t>{8, 16, 32}));
+  Set(spec, "model.classifier.stage_widths=4");  // replaces, not appends
+  EXPECT_EQ(spec.model().classifier().stage_widths_size(), 1);
+  Set(spec, "data.class_ids=n01443537,n01629819");
+  ASSERT_EQ(spec.data().class_ids_size(), 2);
+  EXPECT_EQ(spec.data().class_ids(1), "n01629819");
+  Set(spec, "training.loss.class_weights=1, 2.5");
+  EXPECT_DOUBLE_EQ(spec.training().loss().class_weights(1), 2.5);
+  Set(spec, "data.class_ids=");  // empty clears
+  EXPECT_EQ(spec.data().class_ids_size(), 0);
+}
+
+TEST(ApplyOverrideTest, UnknownPathNamesComponentAndValidFields) {
+  v1::JobSpec spec = MoonSpec();
+  Status status = ApplyOverride(&spec, "training.optimizer.lrr=0.1");
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(status.message(),
+            "training.optimizer.lrr: unknown field \"lrr\" in training.optimizer; valid fields: "
+            "kind, lr, weight_decay, momentum, nesterov, beta1, beta2");
+  status = ApplyOverride(&spec, "trainig.epochs=3");
+  EXPECT_EQ(status.message(),
+            "trainig: unknown field \"trainig\"; valid fields: name, description, task, model, "
+            "data, training");
+}
+
+TEST(ApplyOverrideTest, BadValueNamesFieldAndExpectedType) {
+  v1::JobSpec spec = MoonSpec();
+  EXPECT_EQ(ApplyOverride(&spec, "training.epochs=ten").message(),
+            "training.epochs: \"ten\" is not an integer (int64)");
+  EXPECT_EQ(ApplyOverride(&spec, "training.optimizer.lr=fast").message(),
+            "training.optimizer.lr: \"fast\" is not a finite number");
+  EXPECT_EQ(ApplyOverride(&spec, "training.optimizer.kind=adamx").message(),
+            "training.optimizer.kind: \"adamx\" is not one of sgd, adam, adamw");
+  EXPECT_EQ(ApplyOverride(&spec, "data.split_seed=-1").message(),
+            "data.split_seed: \"-1\" is not a non-negative integer (uint64)");
+  v1::JobSpec shapes = ShapesSpec();
+  EXPECT_EQ(ApplyOverride(&shapes, "model.classifier.stage_widths=8,x").message(),
+            "model.classifier.stage_widths: \"x\" is not an integer (int64)");
+  EXPECT_EQ(ApplyOverride(&spec, "data.augmentation.hflip=maybe").message(),
+            "data.augmentation.hflip: \"maybe\" is not a bool (true or false)");
+  // The spec is unchanged by a failed scalar override.
+  EXPECT_EQ(spec.training().epochs(), 2);
+}
+
+TEST(ApplyOverrideTest, StructuralMistakesAreExplained) {
+  v1::JobSpec spec = MoonSpec();
+  EXPECT_THAT(std::string(ApplyOverride(&spec, "training.epochs").message()),
+              HasSubstr("expected field.path=value"));
+  EXPECT_THAT(std::string(ApplyOverride(&spec, "training.optimizer=sgd").message()),
+              HasSubstr("training.optimizer: is a message; set one of its fields (kind, lr"));
+  EXPECT_THAT(std::string(ApplyOverride(&spec, "training.epochs.max=3").message()),
+              HasSubstr("training.epochs: is an integer (int64), not a message"));
+  EXPECT_EQ(ApplyOverride(&spec, "model.classifier.stem_width=8").message(),
+            "model.classifier: the spec uses model.unet (family holds one of them)");
+  EXPECT_TRUE(spec.model().has_unet());
+}
+
+TEST(ApplyOverridesTest, StopsAtFirstError) {
+  v1::JobSpec spec = MoonSpec();
+  Status status = ApplyOverrides(&spec, {"training.epochs=5", "bogus=1", "training.epochs=6"});
+  EXPECT_FALSE(status.ok());
+  EXPECT_EQ(spec.training().epochs(), 5);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Defaults.
+
+TEST(ResolveDefaultsTest, FillsSensibleDefaults) {
+  const v1::JobSpec resolved = ResolveDefaults(ShapesSpec());
+  const v1::TrainingSpec& t = resolved.training();
+  EXPECT_EQ(t.optimizer().kind(), v1::OPTIMIZER_KIND_ADAMW);
+  EXPECT_DOUBLE_EQ(t.optimizer().lr(), 1e-3);
+  EXPECT_DOUBLE_EQ(t.optimizer().weight_decay(), 0.01);
+  EXPECT_FALSE(t.optimizer().has_momentum());  // SGD only
+  EXPECT_EQ(t.loss().kind(), v1::LOSS_KIND_CROSS_ENTROPY);
+  EXPECT_EQ(t.monitor(), "top1");
+  EXPECT_EQ(t.epochs(), 10);
+  EXPECT_EQ(t.batch_size(), 32);
+  EXPECT_EQ(t.device(), "cpu");
+  EXPECT_EQ(t.seed(), 1u);
+  EXPECT_EQ(t.schedule().kind(), v1::SCHEDULE_KIND_CONSTANT);
+  EXPECT_EQ(resolved.data().num_classes(), 6);
+  EXPECT_EQ(resolved.data().num_samples(), 1000);
+  EXPECT_EQ(resolved.data().image_size(), 64);
+  EXPECT_DOUBLE_EQ(resolved.data().validation_fraction(), 0.2);
+  EXPECT_EQ(resolved.model().classifier().num_classes(), 6);
+  EXPECT_EQ(resolved.model().classifier().stage_widths_size(), 4);
+}
+
+TEST(ResolveDefaultsTest, DependsOnTaskAndKinds) {
+  v1::JobSpec binary = ResolveDefaults(MoonSpec());
+  EXPECT_EQ(binary.training().monitor(), "dice");
+  EXPECT_EQ(binary.training().loss().kind(), v1::LOSS_KIND_BCE_DICE);
+  EXPECT_DOUBLE_EQ(binary.training().loss().pos_weight(), 1.0);
+  EXPECT_EQ(binary.model().unet().out_channels(), 1);
+
+  v1::JobSpec multi = MoonSpec();
+  Set(multi, "task=multiclass_segmentation");
+  Set(multi, "data.kind=synthetic_shapes_segmentation");
+  Set(multi, "data.num_classes=4");
+  multi = ResolveDefaults(multi);
+  EXPECT_EQ(multi.training().monitor(), "mean_dice");
+  EXPECT_EQ(multi.model().unet().out_channels(), 5);  // 4 shapes + background
+  EXPECT_EQ(multi.training().loss().ignore_index(), -100);
+
+  v1::JobSpec sgd = ShapesSpec();
+  Set(sgd, "training.optimizer.kind=sgd");
+  sgd = ResolveDefaults(sgd);
+  EXPECT_DOUBLE_EQ(sgd.training().optimizer().lr(), 0.1);
+  EXPECT_DOUBLE_EQ(sgd.training().optimizer().momentum(), 0.9);
+  EXPECT_FALSE(sgd.training().optimizer().has_beta1());
+
+  v1::JobSpec explicit_lr = ShapesSpec();
+  Set(explicit_lr, "training.optimizer.lr=0.5");
+  EXPECT_DOUBLE_EQ(ResolveDefaults(explicit_lr).training().optimizer().lr(), 0.5);
+}
+
+TEST(ResolveDefaultsTest, IsIdempotent) {
+  const v1::JobSpec once = ResolveDefaults(MoonSpec());
+  EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(once, ResolveDefaults(once)));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Validation.
+
+TEST(ValidateJobSpecTest, AcceptsMinimalSpecs) {
+  EXPECT_TRUE(ValidateJobSpec(MoonSpec()).ok()) << ValidateJobSpec(MoonSpec());
+  EXPECT_TRUE(ValidateJobSpec(ShapesSpec()).ok()) << ValidateJobSpec(ShapesSpec());
+}
+
+TEST(ValidateJobSpecTest, EmptySpecListsWhatIsMissing) {
+  const std::string message = ValidationMessage(v1::JobSpec());
+  EXPECT_THAT(message, HasSubstr("task: not set (classification, binary_segmentation, "
+                                 "multiclass_segmentation)"));
+  EXPECT_THAT(message, HasSubstr("model: no family set (classifier, unet or encoder_unet)"));
+  EXPECT_THAT(message, HasSubstr("data.kind: not set"));
+}
+
+TEST(ValidateJobSpecTest, RangeErrorsNameFieldPathAndBound) {
+  v1::JobSpec spec = MoonSpec();
+  Set(spec, "training.batch_size=0");
+  Set(spec, "data.validation_fraction=1.5");
+  Set(spec, "training.epochs=0");
+  Set(spec, "training.optimizer.lr=-1");
+  const std::string message = ValidationMessage(spec);
+  EXPECT_THAT(message, HasSubstr("training.batch_size: 0 must be >= 1"));
+  EXPECT_THAT(message, HasSubstr("data.validation_fraction: 1.5 must be in (0, 1)"));
+  EXPECT_THAT(message, HasSubstr("training.epochs: 0 must be >= 1"));
+  EXPECT_THAT(message, HasSubstr("training.optimizer.lr: -1 must be > 0"));
+}
+
+TEST(ValidateJobSpecTest, TaskModelAndLossMismatches) {
+  v1::JobSpec classifier_on_segmentation = MoonSpec();
+  classifier_on_segmentation.mutable_model()->mutable_classifier();
+  EXPECT_THAT(ValidationMessage(classifier_on_segmentation),
+              HasSubstr("model.classifier: a classifier needs task classification, not "
+                        "binary_segmentation"));
+
+  v1::JobSpec unet_on_classification = ShapesSpec();
+  unet_on_classification.mutable_model()->mutable_unet();
+  EXPECT_THAT(ValidationMessage(unet_on_classification),
+              HasSubstr("model.unet: a U-Net needs a segmentation task, not classification"));
+
+  v1::JobSpec bce_on_multiclass = MoonSpec();
+  Set(bce_on_multiclass, "task=multiclass_segmentation");
+  Set(bce_on_multiclass, "data.kind=synthetic_shapes_segmentation");
+  Set(bce_on_multiclass, "training.loss.kind=bce");
+  EXPECT_THAT(ValidationMessage(bce_on_multiclass),
+              HasSubstr("training.loss.kind: bce needs binary_segmentation, not task "
+                        "multiclass_segmentation"));
+
+  v1::JobSpec wrong_data = ShapesSpec();
+  Set(wrong_data, "data.kind=synthetic_moon");
+  EXPECT_THAT(ValidationMessage(wrong_data),
+              HasSubstr("data.kind: synthetic_moon data does not fit task classification"));
+}
+
+TEST(ValidateJobSpecTest, UNetImageSizeMustBeDivisibleBy16) {
+  v1::JobSpec spec = MoonSpec();
+  Set(spec, "data.image_size=40");
+  EXPECT_THAT(ValidationMessage(spec),
+              HasSubstr("data.image_size: 40 must be divisible by 16 for a U-Net"));
+}
+
+TEST(ValidateJobSpecTest, EncoderUNetRules) {
+  v1::JobSpec spec = MoonSpec();
+  spec.mutable_model()->mutable_encoder_unet()->set_encoder_mode(v1::ENCODER_MODE_FROZEN);
+  Set(spec, "model.encoder_unet.unfreeze_epoch=1");
+  Set(spec, "data.image_size=24");
+  const std::string message = ValidationMessage(spec);
+  EXPECT_THAT(message, HasSubstr("model.encoder_unet.encoder_checkpoint: required for "
+                                 "encoder_mode frozen (or encoder_job_id)"));
+  EXPECT_THAT(message,
+              HasSubstr("model.encoder_unet.unfreeze_epoch: only for encoder_mode fine_tune"));
+  EXPECT_THAT(message, HasSubstr("data.image_size: 24 must be divisible by 16 (the encoder's "
+                                 "total stride)"));
+
+  v1::JobSpec both = MoonSpec();
+  both.mutable_model()->mutable_encoder_unet()->set_encoder_mode(v1::ENCODER_MODE_FINE_TUNE);
+  Set(both, "model.encoder_unet.encoder_checkpoint=a.pt");
+  Set(both, "model.encoder_unet.encoder_job_id=job-1");
+  Set(both, "model.encoder_unet.unfreeze_epoch=2");  // epochs is 2
+  const std::string both_message = ValidationMessage(both);
+  EXPECT_THAT(both_message, HasSubstr("model.encoder_unet.encoder_job_id: set "
+                                      "encoder_checkpoint or encoder_job_id, not both"));
+  EXPECT_THAT(both_message, HasSubstr("model.encoder_unet.unfreeze_epoch: 2 must be in [0, "
+                                      "training.epochs 2)"));
+}
+
+TEST(ValidateJobSpecTest, FieldsForAnotherChoiceAreRefused) {
+  v1::JobSpec spec = ShapesSpec();
+  Set(spec, "training.optimizer.momentum=0.9");
+  Set(spec, "training.schedule.step_size=3");
+  Set(spec, "training.loss.pos_weight=2");
+  Set(spec, "training.early_stopping.patience=3");
+  const std::string message = ValidationMessage(spec);
+  EXPECT_THAT(message, HasSubstr("training.optimizer.momentum: only for sgd"));
+  EXPECT_THAT(message, HasSubstr("training.schedule.step_size: only for kind step"));
+  EXPECT_THAT(message, HasSubstr("training.loss.pos_weight: only for bce and bce_dice"));
+  EXPECT_THAT(message, HasSubstr("training.early_stopping.patience: set "
+                                 "training.early_stopping.enabled to use it"));
+}
+
+TEST(ValidateJobSpecTest, ClassCountsMustAgree) {
+  v1::JobSpec spec = ShapesSpec();
+  Set(spec, "model.classifier.num_classes=10");
+  Set(spec, "training.loss.class_weights=1,1,1");
+  Set(spec, "data.num_classes=13");
+  const std::string message = ValidationMessage(spec);
+  EXPECT_THAT(message, HasSubstr("data.num_classes: 13 must be in [2, 12]"));
+  EXPECT_THAT(message,
+              HasSubstr("model.classifier.num_classes: 10 does not match the data's 13 classes"));
+  EXPECT_THAT(message, HasSubstr("training.loss.class_weights: 3 weights for 13 classes"));
+
+  v1::JobSpec binary = MoonSpec();
+  Set(binary, "model.unet.out_channels=2");
+  EXPECT_THAT(ValidationMessage(binary),
+              HasSubstr("model.unet.out_channels: 2 must be 1 for binary_segmentation"));
+}
+
+TEST(ValidateJobSpecTest, ClassifierHasFourStages) {
+  v1::JobSpec spec = ShapesSpec();
+  Set(spec, "model.classifier.stage_widths=16,32,64");
+  Set(spec, "model.classifier.stage_strides=1,2,3,2");
+  Set(spec, "model.classifier.stem_stride=4");
+  const std::string message = ValidationMessage(spec);
+  EXPECT_THAT(message, HasSubstr("model.classifier.stage_widths: 3 entries, must have 4 (one "
+                                 "per stage)"));
+  EXPECT_THAT(message, HasSubstr("model.classifier.stage_strides[2]: 3 must be 1 or 2"));
+  EXPECT_THAT(message, HasSubstr("model.classifier.stem_stride: 4 must be 1 or 2"));
+}
+
+TEST(ValidateJobSpecTest, DataPathRules) {
+  v1::JobSpec spec = MoonSpec();
+  Set(spec, "data.path=moon");
+  EXPECT_THAT(ValidationMessage(spec), HasSubstr("data.path: synthetic data takes no path"));
+  Set(spec, "data.kind=moon");
+  Set(spec, "data.path=../secrets");
+  Set(spec, "data.num_samples=10");
+  std::string message = ValidationMessage(spec);
+  EXPECT_THAT(message, HasSubstr("data.path: \"../secrets\" must stay inside the data root"));
+  EXPECT_THAT(message, HasSubstr("data.num_samples: only for synthetic data, not moon"));
+  Set(spec, "data.path=");
+  EXPECT_THAT(ValidationMessage(spec), HasSubstr("data.path: required for moon"));
+}
+
+TEST(ValidateJobSpecTest, MonitorDeviceAndAugmentation) {
+  v1::JobSpec spec = MoonSpec();
+  Set(spec, "training.monitor=top1");
+  Set(spec, "training.device=gpu");
+  Set(spec, "data.augmentation.crop_scale_min=0.5");
+  Set(spec, "data.augmentation.rotation_degrees=270");
+  const std::string message = ValidationMessage(spec);
+  EXPECT_THAT(message, HasSubstr("training.monitor: \"top1\" is not a metric of "
+                                 "binary_segmentation"));
+  EXPECT_THAT(message, HasSubstr("training.device: \"gpu\" must be cpu, cuda or cuda:N"));
+  EXPECT_THAT(message, HasSubstr("data.augmentation.crop_scale_max: set crop_scale_min and "
+                                 "crop_scale_max together"));
+  EXPECT_THAT(message, HasSubstr("data.augmentation.rotation_degrees: 270 must be in [0, 180]"));
+
+  v1::JobSpec ok = MoonSpec();
+  Set(ok, "training.device=cuda:1");
+  Set(ok, "training.monitor=val_loss");
+  EXPECT_TRUE(ValidateJobSpec(ok).ok()) << ValidateJobSpec(ok);
+}
+
+TEST(ValidateJobSpecTest, UndefinedEnumNumbersAreRefused) {
+  StatusOr<v1::JobSpec> spec =
+      ParseJobSpecJson(R"({"task": 7, "training": {"loss": {"kind": 42}}, "model": {"unet": {}}})");
+  ASSERT_TRUE(spec.ok()) << spec.status();  // proto3 enums are open
+  const std::string message = ValidationMessage(*spec);
+  EXPECT_THAT(message, HasSubstr("task: 7 is not one of classification"));
+  EXPECT_THAT(message, HasSubstr("training.loss.kind: 42 is not one of bce, dice"));
+}
+
+TEST(ValidateJobSpecTest, NanNeverPasses) {
+  v1::JobSpec spec = MoonSpec();
+  spec.mutable_data()->set_validation_fraction(std::nan(""));
+  EXPECT_THAT(ValidationMessage(spec), HasSubstr("data.validation_fraction: nan must be in"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Translation (torch-free half).
+
+TEST(ResolveNetworkSpecTest, MapsFamilyOptions) {
+  v1::JobSpec spec = MoonSpec();
+  Set(spec, "model.unet.upsample=bilinear");
+  Set(spec, "model.unet.downsample=strided_conv");
+  Set(spec, "model.parameter_budget=500000");
+  const models::NetworkSpec network = ResolveNetworkSpec(spec);
+  EXPECT_EQ(network.family, models::Family::kUNet);
+  EXPECT_EQ(network.unet.base_width, 8);
+  EXPECT_EQ(network.unet.out_channels, 1);
+  EXPECT_EQ(network.unet.upsample, models::Upsample::kBilinear);
+  EXPECT_EQ(network.unet.downsample, models::Downsample::kStridedConv);
+  EXPECT_EQ(network.parameter_budget, 500000);
+
+  v1::JobSpec encoder = MoonSpec();
+  auto* e = encoder.mutable_model()->mutable_encoder_unet();
+  e->set_encoder_mode(v1::ENCODER_MODE_FINE_TUNE);
+  e->set_encoder_checkpoint("runs/classifier/best.pt");
+  e->mutable_encoder()->set_stem_width(16);
+  const models::NetworkSpec encoder_network = ResolveNetworkSpec(encoder);
+  EXPECT_EQ(encoder_network.family, models::Family::kEncoderUNet);
+  EXPECT_EQ(encoder_network.encoder_unet.encoder_mode, models::EncoderMode::kFineTune);
+  EXPECT_EQ(encoder_network.encoder_unet.encoder.stem_width, 16);
+  EXPECT_FALSE(encoder_network.encoder_unet.encoder.head);
+  EXPECT_DOUBLE_EQ(encoder_network.encoder_unet.encoder_lr_scale, 0.1);
+  EXPECT_EQ(encoder_network.encoder_unet.upsample, models::Upsample::kBilinear);
+  EXPECT_EQ(encoder_network.encoder_unet.encoder_checkpoint, "runs/classifier/best.pt");
+
+  const models::NetworkSpec classifier = ResolveNetworkSpec(ShapesSpec());
+  EXPECT_EQ(classifier.family, models::Family::kClassifier);
+  EXPECT_EQ(classifier.classifier.num_classes, 6);
+  EXPECT_TRUE(classifier.classifier.head);
+}
+
+TEST(ResolveDataRequestTest, MapsDataAndDefaults) {
+  v1::JobSpec spec = MoonSpec();
+  Set(spec, "data.augmentation.hflip=true");
+  const DataRequest request = ResolveDataRequest(spec);
+  EXPECT_EQ(request.kind, DataKind::kSyntheticMoon);
+  EXPECT_EQ(request.task, train::Task::kBinarySegmentation);
+  EXPECT_EQ(request.num_samples, 64);
+  EXPECT_EQ(request.image_size, 32);
+  EXPECT_DOUBLE_EQ(request.validation_fraction, 0.2);
+  EXPECT_EQ(request.split_seed, 1u);
+  EXPECT_TRUE(request.synthetic());
+  EXPECT_TRUE(request.augmentation.any());
+
+  v1::JobSpec tiny = ShapesSpec();
+  Set(tiny, "data.kind=tiny_imagenet");
+  Set(tiny, "data.path=tiny-imagenet-200");
+  Set(tiny, "data.class_ids=n01443537,n01629819");
+  Set(tiny, "model.classifier.num_classes=2");
+  ASSERT_TRUE(ValidateJobSpec(tiny).ok()) << ValidateJobSpec(tiny);
+  const DataRequest files = ResolveDataRequest(tiny);
+  EXPECT_EQ(files.kind, DataKind::kTinyImageNet);
+  EXPECT_FALSE(files.validation_fraction_set);  // its own val/ split
+  EXPECT_EQ(files.class_ids.size(), 2u);
+  EXPECT_FALSE(files.augmentation.any());
+}
+
+// ---------------------------------------------------------------------------------------------
+// The ready specs.
+
+TEST(ConfigsTest, EveryConfigParsesAndValidates) {
+  int count = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(SELENE_CONFIGS_DIR)) {
+    if (entry.path().extension() != ".json") continue;
+    ++count;
+    SCOPED_TRACE(entry.path().string());
+    StatusOr<v1::JobSpec> spec = LoadJobSpecFile(entry.path().string());
+    ASSERT_TRUE(spec.ok()) << spec.status();
+    Status valid = ValidateJobSpec(*spec);
+    EXPECT_TRUE(valid.ok()) << valid;
+    EXPECT_FALSE(spec->name().empty());
+    EXPECT_FALSE(spec->description().empty());
+  }
+  EXPECT_GE(count, 8);
+}
+
+}  // namespace
+}  // namespace selene::jobs

@@ -1,0 +1,177 @@
+// Tests server/jobs/training_plan.h: the spec's translation into the engine's options end to
+// end, its refusals, and the data it loads.
+#include "server/jobs/training_plan.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <string>
+
+namespace selene::jobs {
+namespace {
+
+using ::testing::HasSubstr;
+
+v1::JobSpec Parse(const std::string& json) {
+  StatusOr<v1::JobSpec> spec = ParseJobSpecJson(json);
+  EXPECT_TRUE(spec.ok()) << spec.status();
+  return *spec;
+}
+
+v1::JobSpec MoonSpec() {
+  return Parse(R"json({
+    "task": "binary_segmentation",
+    "model": {"unet": {"base_width": 8}},
+    "data": {"kind": "synthetic_moon", "num_samples": 24, "image_size": 32},
+    "training": {"epochs": 3, "batch_size": 4}
+  })json");
+}
+
+TEST(PlanTrainingTest, MapsTheSpecIntoTrainerOptions) {
+  const v1::JobSpec spec = Parse(R"json({
+    "task": "classification",
+    "model": {"classifier": {"stem_width": 8, "stage_widths": [8, 16, 16, 32],
+                             "stage_blocks": [1, 1, 1, 1]}},
+    "data": {"kind": "synthetic_shapes", "num_classes": 4, "num_samples": 40, "image_size": 32,
+             "normalize_mean": [0.4, 0.4, 0.4]},
+    "training": {
+      "epochs": 5, "batch_size": 16,
+      "optimizer": {"kind": "sgd", "lr": 0.05, "nesterov": true},
+      "schedule": {"kind": "step", "step_size": 2, "gamma": 0.5, "warmup_epochs": 1},
+      "loss": {"label_smoothing": 0.1, "class_weights": [1, 2, 1, 1]},
+      "grad_clip_norm": 1.5,
+      "early_stopping": {"enabled": true, "patience": 2},
+      "seed": 9, "threads": 3
+    }
+  })json");
+  StatusOr<TrainingPlan> plan = PlanTraining(spec);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  const train::TrainerOptions& o = plan->trainer;
+  EXPECT_EQ(o.task, train::Task::kClassification);
+  EXPECT_EQ(o.epochs, 5);
+  EXPECT_EQ(o.batch_size, 16);
+  EXPECT_EQ(o.optimizer.kind, train::OptimizerKind::kSGD);
+  EXPECT_DOUBLE_EQ(o.optimizer.learning_rate, 0.05);
+  EXPECT_DOUBLE_EQ(o.optimizer.momentum, 0.9);  // SGD default
+  EXPECT_TRUE(o.optimizer.nesterov);
+  EXPECT_EQ(o.schedule.kind, train::ScheduleKind::kStep);
+  EXPECT_EQ(o.schedule.step_size, 2);
+  EXPECT_DOUBLE_EQ(o.schedule.gamma, 0.5);
+  EXPECT_EQ(o.schedule.warmup_epochs, 1);
+  EXPECT_EQ(o.loss.kind, train::LossKind::kCrossEntropy);
+  EXPECT_DOUBLE_EQ(o.loss.label_smoothing, 0.1);
+  EXPECT_EQ(o.loss.class_weights, (std::vector<double>{1, 2, 1, 1}));
+  EXPECT_DOUBLE_EQ(o.grad_clip_norm, 1.5);
+  EXPECT_EQ(o.monitor, "top1");
+  EXPECT_TRUE(o.early_stopping.enabled);
+  EXPECT_EQ(o.early_stopping.patience, 2);
+  EXPECT_EQ(o.seed, 9u);
+  EXPECT_TRUE(o.device.is_cpu());
+  EXPECT_EQ(o.normalization.mean, (std::vector<double>{0.4, 0.4, 0.4}));
+  EXPECT_EQ(o.normalization.std, (std::vector<double>{0.25, 0.25, 0.25}));
+  EXPECT_TRUE(o.checkpoint_dir.empty());  // the runner's
+  EXPECT_EQ(plan->threads, 3);
+
+  EXPECT_EQ(plan->network.family, models::Family::kClassifier);
+  EXPECT_EQ(plan->network.classifier.num_classes, 4);
+  EXPECT_EQ(plan->network.classifier.stage_widths, (std::vector<int64_t>{8, 16, 16, 32}));
+  EXPECT_EQ(plan->network.classifier.stage_strides, (std::vector<int64_t>{1, 2, 2, 2}));
+  EXPECT_EQ(plan->data.kind, DataKind::kSyntheticShapes);
+  EXPECT_EQ(plan->data.num_samples, 40);
+
+  // The checkpoint metadata is the resolved spec, which parses back.
+  StatusOr<v1::JobSpec> metadata = ParseJobSpecJson(o.metadata, "metadata");
+  ASSERT_TRUE(metadata.ok()) << metadata.status();
+  EXPECT_DOUBLE_EQ(metadata->training().optimizer().momentum(), 0.9);
+}
+
+TEST(PlanTrainingTest, SegmentationDefaults) {
+  StatusOr<TrainingPlan> plan = PlanTraining(MoonSpec());
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  EXPECT_EQ(plan->trainer.task, train::Task::kBinarySegmentation);
+  EXPECT_EQ(plan->trainer.loss.kind, train::LossKind::kBCEDice);
+  EXPECT_EQ(plan->trainer.monitor, "dice");
+  EXPECT_EQ(plan->trainer.optimizer.kind, train::OptimizerKind::kAdamW);
+  EXPECT_DOUBLE_EQ(plan->trainer.optimizer.learning_rate, 1e-3);
+  EXPECT_EQ(plan->network.family, models::Family::kUNet);
+  EXPECT_EQ(plan->network.unet.out_channels, 1);
+  EXPECT_EQ(plan->network.unet.base_width, 8);
+}
+
+TEST(PlanTrainingTest, InvalidSpecIsInvalidArgument) {
+  v1::JobSpec spec = MoonSpec();
+  spec.mutable_training()->set_batch_size(0);
+  StatusOr<TrainingPlan> plan = PlanTraining(spec);
+  ASSERT_FALSE(plan.ok());
+  EXPECT_EQ(plan.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(plan.status().message()), HasSubstr("training.batch_size: 0"));
+}
+
+TEST(PlanTrainingTest, UnresolvedEncoderJobIsFailedPrecondition) {
+  v1::JobSpec spec = MoonSpec();
+  auto* encoder = spec.mutable_model()->mutable_encoder_unet();
+  encoder->set_encoder_mode(v1::ENCODER_MODE_FROZEN);
+  encoder->set_encoder_job_id("job-7");
+  StatusOr<TrainingPlan> plan = PlanTraining(spec);
+  ASSERT_FALSE(plan.ok());
+  EXPECT_EQ(plan.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(plan.status().message()), HasSubstr("encoder_job_id"));
+}
+
+TEST(PlanTrainingTest, MissingCudaIsFailedPrecondition) {
+  if (torch::cuda::is_available()) GTEST_SKIP() << "this machine has CUDA";
+  v1::JobSpec spec = MoonSpec();
+  spec.mutable_training()->set_device("cuda:0");
+  StatusOr<TrainingPlan> plan = PlanTraining(spec);
+  ASSERT_FALSE(plan.ok());
+  EXPECT_EQ(plan.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(plan.status().message()), HasSubstr("training.device"));
+}
+
+TEST(LoadTrainingDataTest, FileKindsArePending) {
+  DataRequest request;
+  request.kind = DataKind::kTinyImageNet;
+  StatusOr<train::TrainValSplit> data = LoadTrainingData(request, "data");
+  ASSERT_FALSE(data.ok());
+  EXPECT_EQ(data.status().code(), absl::StatusCode::kUnimplemented);
+  EXPECT_EQ(data.status().message(),
+            "data.kind tiny_imagenet: file data sets arrive with the data readers (server/data/)");
+}
+
+TEST(LoadTrainingDataTest, SyntheticMoonSplitsAndFitsThePlan) {
+  StatusOr<TrainingPlan> plan = PlanTraining(MoonSpec());
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  StatusOr<train::TrainValSplit> data = LoadTrainingData(plan->data, "data");
+  ASSERT_TRUE(data.ok()) << data.status();
+  EXPECT_EQ(data->train.size() + data->val.size(), 24);
+  EXPECT_GT(data->val.size(), 0);
+  EXPECT_EQ(data->train.images.size(2), 32);
+  EXPECT_TRUE(CheckDataFitsPlan(*plan, *data).ok()) << CheckDataFitsPlan(*plan, *data);
+}
+
+TEST(LoadTrainingDataTest, ShapesSegmentationClassCountMatchesTheModel) {
+  StatusOr<TrainingPlan> plan = PlanTraining(Parse(R"json({
+    "task": "multiclass_segmentation",
+    "model": {"unet": {"base_width": 4}},
+    "data": {"kind": "synthetic_shapes_segmentation", "num_classes": 3, "num_samples": 12,
+             "image_size": 32}
+  })json"));
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  StatusOr<train::TrainValSplit> data = LoadTrainingData(plan->data, "data");
+  ASSERT_TRUE(data.ok()) << data.status();
+  EXPECT_TRUE(CheckDataFitsPlan(*plan, *data).ok()) << CheckDataFitsPlan(*plan, *data);
+}
+
+TEST(BuildPlannedNetworkTest, BuildsTheSpecifiedNetwork) {
+  StatusOr<TrainingPlan> plan = PlanTraining(MoonSpec());
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  StatusOr<models::Network> network = BuildPlannedNetwork(*plan);
+  ASSERT_TRUE(network.ok()) << network.status();
+  torch::NoGradGuard no_grad;
+  (*network)->eval();
+  EXPECT_EQ((*network)->forward(torch::zeros({1, 3, 32, 32})).sizes(),
+            (std::vector<int64_t>{1, 1, 32, 32}));
+}
+
+}  // namespace
+}  // namespace selene::jobs

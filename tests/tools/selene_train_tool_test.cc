@@ -1,0 +1,127 @@
+// Runs the real selene-train binary as a user would: --describe, usage and spec errors with
+// their exit codes and messages, and a tiny training run with all its artifacts.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::HasSubstr;
+
+struct Outcome {
+  int exit_code = -1;
+  std::string output;  // stdout and stderr together
+};
+
+// Runs selene-train with `args` (shell syntax) from the source directory.
+Outcome RunSeleneTrain(const std::string& args) {
+  const std::string command =
+      absl::StrCat("cd '", SELENE_SOURCE_DIR, "' && '", SELENE_TRAIN_BIN, "' ", args, " 2>&1");
+  Outcome outcome;
+  FILE* pipe = popen(command.c_str(), "r");
+  if (pipe == nullptr) return outcome;
+  char buffer[4096];
+  size_t read = 0;
+  while ((read = fread(buffer, 1, sizeof(buffer), pipe)) > 0) outcome.output.append(buffer, read);
+  const int status = pclose(pipe);
+  outcome.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return outcome;
+}
+
+std::string ReadFile(const fs::path& path) {
+  std::ifstream file(path);
+  std::stringstream contents;
+  contents << file.rdbuf();
+  return contents.str();
+}
+
+fs::path FreshDir(const std::string& name) {
+  const fs::path dir = fs::path(testing::TempDir()) / absl::StrCat("selene_train_", name);
+  fs::remove_all(dir);
+  return dir;
+}
+
+TEST(SeleneTrainTest, DescribePrintsTheModelTable) {
+  const Outcome run = RunSeleneTrain("--spec configs/demo_moon_unet.json --describe");
+  EXPECT_EQ(run.exit_code, 0) << run.output;
+  std::string lower = run.output;
+  for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  EXPECT_THAT(lower, HasSubstr("total"));
+  EXPECT_THAT(lower, HasSubstr("bottleneck"));
+}
+
+TEST(SeleneTrainTest, UnknownSetPathExits2NamingTheField) {
+  const Outcome run = RunSeleneTrain(
+      "--spec configs/demo_moon_unet.json --describe --set training.optimizer.lrr=0.1");
+  EXPECT_EQ(run.exit_code, 2) << run.output;
+  EXPECT_THAT(run.output, HasSubstr("selene-train: "));
+  EXPECT_THAT(run.output, HasSubstr("training.optimizer.lrr: unknown field \"lrr\""));
+}
+
+TEST(SeleneTrainTest, BadSetValueExits2NamingFieldAndType) {
+  const Outcome run =
+      RunSeleneTrain("--spec configs/demo_moon_unet.json --describe --set training.epochs=ten");
+  EXPECT_EQ(run.exit_code, 2) << run.output;
+  EXPECT_THAT(run.output, HasSubstr("training.epochs: \"ten\" is not an integer"));
+}
+
+TEST(SeleneTrainTest, InvalidSpecExits2WithFieldPath) {
+  const Outcome run =
+      RunSeleneTrain("--spec configs/demo_moon_unet.json --describe --set training.batch_size=0");
+  EXPECT_EQ(run.exit_code, 2) << run.output;
+  EXPECT_THAT(run.output, HasSubstr("training.batch_size: 0 must be >= 1"));
+}
+
+TEST(SeleneTrainTest, MissingSpecFileExits2NamingTheFile) {
+  const Outcome run = RunSeleneTrain("--spec configs/no_such_spec.json --out /tmp/unused");
+  EXPECT_EQ(run.exit_code, 2) << run.output;
+  EXPECT_THAT(run.output, HasSubstr("selene-train: configs/no_such_spec.json"));
+}
+
+TEST(SeleneTrainTest, UsageErrorsExit2) {
+  EXPECT_EQ(RunSeleneTrain("--out /tmp/unused").exit_code, 2);  // no --spec
+  const Outcome unknown = RunSeleneTrain("--spec configs/demo_moon_unet.json --epochz 3");
+  EXPECT_EQ(unknown.exit_code, 2) << unknown.output;
+  EXPECT_THAT(unknown.output, HasSubstr("unknown flag --epochz"));
+  EXPECT_EQ(RunSeleneTrain("--spec configs/demo_moon_unet.json --set").exit_code, 2);
+}
+
+// Passes once the engine (models/, server/train/) is in: trains 2 epochs on a handful of
+// synthetic images and checks every artifact.
+TEST(SeleneTrainTest, TinyRunWritesAllArtifacts) {
+  const fs::path out = FreshDir("tiny_run");
+  const Outcome run = RunSeleneTrain(absl::StrCat(
+      "--spec configs/demo_moon_unet.json --out '", out.string(), "' --threads 2",
+      " --set data.num_samples=16 --set data.image_size=32 --set model.unet.base_width=4",
+      " --set training.epochs=2 --set training.batch_size=8 --set name=tiny-run"));
+  ASSERT_EQ(run.exit_code, 0) << run.output;
+  EXPECT_THAT(run.output, HasSubstr("tiny-run: binary_segmentation, unet model with "));
+  EXPECT_THAT(run.output, HasSubstr("epoch 1/2"));
+  EXPECT_THAT(run.output, HasSubstr("epoch 2/2"));
+  EXPECT_THAT(run.output, HasSubstr(absl::StrCat("artifacts in ", out.string())));
+  for (const char* name : {"best.pt", "last.pt", "history.csv", "metrics.json", "spec.json"}) {
+    EXPECT_TRUE(fs::exists(out / name)) << name << "\n" << run.output;
+  }
+  // A header row plus one row per epoch.
+  const std::string history = ReadFile(out / "history.csv");
+  std::vector<std::string> rows = absl::StrSplit(history, '\n', absl::SkipEmpty());
+  EXPECT_EQ(rows.size(), 3u) << history;
+  // spec.json is the exact spec with the overrides.
+  const std::string spec = ReadFile(out / "spec.json");
+  EXPECT_THAT(spec, HasSubstr("\"name\": \"tiny-run\""));
+  EXPECT_THAT(spec, HasSubstr("\"num_samples\": \"16\""));
+  EXPECT_THAT(spec, HasSubstr("\"base_width\": \"4\""));
+  EXPECT_THAT(ReadFile(out / "metrics.json"), HasSubstr("dice"));
+}
+
+}  // namespace

@@ -1,0 +1,315 @@
+// selene-train: runs one job spec locally, without the server. Prints a header and one line per
+// epoch, and writes best.pt, last.pt, history.csv, metrics.json and the exact spec (spec.json,
+// --set overrides included) into --out.
+//
+//   selene-train --spec FILE.json --out DIR [--set field.path=value ...] [--describe]
+//                [--threads N] [--resume] [--data_root DIR]
+//
+// --set may be repeated and its values may contain commas (repeated fields take comma lists),
+// which absl's flags cannot express: main() takes every --set out of argv before Abseil parses
+// the rest (tools/cli_flags.h). Exit status: 0 done, 1 runtime failure, 2 bad usage or spec,
+// 130 cancelled by Ctrl-C (last.pt is written; --resume continues).
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <atomic>
+#include <csignal>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/strip.h"
+#include "common/status.h"
+#include "models/factory.h"
+#include "server/jobs/job_spec.h"
+#include "server/jobs/training_plan.h"
+#include "server/train/run_artifacts.h"
+#include "server/train/threads.h"
+#include "server/train/trainer.h"
+#include "tools/cli_flags.h"
+
+ABSL_FLAG(std::string, spec, "", "Job spec to run (JSON, selene.v1.JobSpec).");
+ABSL_FLAG(std::string, out, "", "Folder for checkpoints, history, metrics and spec.json.");
+ABSL_FLAG(std::vector<std::string>, set, {},
+          "field.path=value override of the spec, e.g. --set training.optimizer.lr=0.01; repeat "
+          "for several. Values are taken whole (commas included: lists for repeated fields).");
+ABSL_FLAG(bool, describe, false, "Print the model's stage summary and exit.");
+ABSL_FLAG(int, threads, 0,
+          "Intra-op threads; 0 = training.threads, else $SELENE_THREADS, else all cores.");
+ABSL_FLAG(bool, resume, false, "Continue from --out/last.pt when it exists.");
+ABSL_FLAG(std::string, data_root, "",
+          "Folder data.path is relative to; default $SELENE_DATA_ROOT, else ./data.");
+
+namespace {
+
+namespace fs = std::filesystem;
+using selene::Status;
+using selene::StatusOr;
+
+constexpr int kExitRuntime = 1;
+constexpr int kExitUsage = 2;
+constexpr int kExitCancelled = 130;  // 128 + SIGINT, as shells report it
+
+std::atomic<bool> g_cancel{false};
+
+extern "C" void OnInterrupt(int /*signal*/) {
+  g_cancel.store(true);
+  // A second Ctrl-C kills the process the usual way.
+  std::signal(SIGINT, SIG_DFL);
+}
+
+// Holds the process's SIGINT handler while training runs, restoring the previous one after.
+class InterruptGuard {
+ public:
+  InterruptGuard() { previous_ = std::signal(SIGINT, OnInterrupt); }
+  ~InterruptGuard() { std::signal(SIGINT, previous_); }
+  InterruptGuard(const InterruptGuard&) = delete;
+  InterruptGuard& operator=(const InterruptGuard&) = delete;
+
+ private:
+  void (*previous_)(int) = SIG_DFL;
+};
+
+int Fail(int code, absl::string_view message) {
+  std::cerr << "selene-train: " << message << std::endl;
+  return code;
+}
+
+// A spec or model problem is the user's to fix (2); anything else failed at run time (1).
+int ExitCodeFor(const Status& status) {
+  switch (status.code()) {
+    case absl::StatusCode::kInvalidArgument:
+    case absl::StatusCode::kNotFound:
+      return kExitUsage;
+    default:
+      return kExitRuntime;
+  }
+}
+
+std::string DataRoot() {
+  if (!absl::GetFlag(FLAGS_data_root).empty()) return absl::GetFlag(FLAGS_data_root);
+  if (const char* env = std::getenv("SELENE_DATA_ROOT"); env != nullptr && *env != '\0') {
+    return env;
+  }
+  return "data";
+}
+
+std::string FamilyName(const selene::v1::ModelSpec& model) {
+  switch (model.family_case()) {
+    case selene::v1::ModelSpec::kClassifier:
+      return "classifier";
+    case selene::v1::ModelSpec::kUnet:
+      return "unet";
+    case selene::v1::ModelSpec::kEncoderUnet:
+      return "encoder_unet";
+    default:
+      return "no model";
+  }
+}
+
+// "OPTIMIZER_KIND_ADAMW" -> "adamw".
+std::string ShortName(absl::string_view name, absl::string_view prefix) {
+  absl::ConsumePrefix(&name, prefix);
+  return absl::AsciiStrToLower(name);
+}
+
+// Thousands separators: 1941105 -> "1,941,105".
+std::string Grouped(int64_t value) {
+  std::string digits = absl::StrCat(value < 0 ? -value : value);
+  for (int i = static_cast<int>(digits.size()) - 3; i > 0; i -= 3) digits.insert(i, ",");
+  return value < 0 ? "-" + digits : digits;
+}
+
+// The metrics worth a column in the progress line, by task.
+std::vector<std::string> MainMetrics(selene::train::Task task) {
+  switch (task) {
+    case selene::train::Task::kClassification:
+      return {"top1", "top5", "macro_f1"};
+    case selene::train::Task::kBinarySegmentation:
+      return {"dice", "iou"};
+    case selene::train::Task::kMultiClassSegmentation:
+      return {"mean_dice", "mean_iou", "pixel_accuracy"};
+  }
+  return {};
+}
+
+std::string EpochLine(const selene::train::EpochRecord& record, int64_t epochs,
+                      const selene::jobs::TrainingPlan& plan) {
+  std::string line = absl::StrFormat("epoch %*d/%d  train_loss %.4f  val_loss %.4f",
+                                     static_cast<int>(absl::StrCat(epochs).size()),
+                                     record.epoch + 1, epochs, record.train_loss, record.val_loss);
+  std::vector<std::string> names = MainMetrics(plan.trainer.task);
+  const std::string& monitor = plan.trainer.monitor;
+  if (monitor != "val_loss" && monitor != "train_loss" &&
+      std::find(names.begin(), names.end(), monitor) == names.end()) {
+    names.insert(names.begin(), monitor);
+  }
+  for (const std::string& name : names) {
+    const auto found = record.val_metrics.find(name);
+    if (found == record.val_metrics.end()) continue;
+    absl::StrAppendFormat(&line, "  %s%s %.4f", name, name == monitor ? "*" : "", found->second);
+  }
+  absl::StrAppendFormat(&line, "  lr %.3g  %.1f s  %.0f img/s", record.learning_rate,
+                        record.seconds, record.images_per_second);
+  return line;
+}
+
+std::string Header(const selene::v1::JobSpec& spec, const selene::jobs::TrainingPlan& plan,
+                   const selene::models::NetworkImpl& network,
+                   const selene::train::TrainValSplit& data, int threads,
+                   const std::string& spec_path) {
+  const selene::v1::JobSpec& resolved = plan.resolved_spec;
+  const selene::v1::TrainingSpec& t = resolved.training();
+  const std::string name = spec.name().empty() ? spec_path : spec.name();
+  const int64_t classes = data.train.num_classes();
+  std::string text = absl::StrCat(
+      name, ": ", selene::train::TaskName(plan.trainer.task), ", ", FamilyName(resolved.model()),
+      " model with ", Grouped(selene::models::CountParameters(network)), " parameters, on ",
+      selene::jobs::DataKindName(plan.data.kind), " data: ", Grouped(data.train.size()),
+      " training and ", Grouped(data.val.size()), " validation images of ", plan.data.image_size,
+      "x", plan.data.image_size, ", ", classes, classes == 1 ? " class" : " classes", ". ",
+      t.epochs(), " epochs of batch ", t.batch_size(), ", ",
+      ShortName(selene::v1::OptimizerKind_Name(t.optimizer().kind()), "OPTIMIZER_KIND_"), " lr ",
+      t.optimizer().lr(), ", loss ",
+      ShortName(selene::v1::LossKind_Name(t.loss().kind()), "LOSS_KIND_"), ", monitoring ",
+      plan.trainer.monitor, "; device ", t.device(), ", ", threads,
+      threads == 1 ? " thread." : " threads.");
+  return text;
+}
+
+// Runs the spec; returns the exit status.
+int Run(const std::vector<std::string>& overrides) {
+  const std::string spec_path = absl::GetFlag(FLAGS_spec);
+  const std::string out = absl::GetFlag(FLAGS_out);
+  const bool describe = absl::GetFlag(FLAGS_describe);
+  if (spec_path.empty()) return Fail(kExitUsage, "--spec FILE.json is required");
+  if (out.empty() && !describe) return Fail(kExitUsage, "--out DIR is required");
+
+  StatusOr<selene::v1::JobSpec> loaded = selene::jobs::LoadJobSpecFile(spec_path);
+  if (!loaded.ok()) return Fail(kExitUsage, loaded.status().message());
+  selene::v1::JobSpec spec = std::move(loaded).value();
+  if (Status status = selene::jobs::ApplyOverrides(&spec, overrides); !status.ok()) {
+    return Fail(kExitUsage, absl::StrCat("--set ", status.message()));
+  }
+  StatusOr<selene::jobs::TrainingPlan> planned = selene::jobs::PlanTraining(spec);
+  if (!planned.ok()) {
+    return Fail(ExitCodeFor(planned.status()),
+                absl::StrCat(spec_path, ": ", planned.status().message()));
+  }
+  selene::jobs::TrainingPlan plan = std::move(planned).value();
+
+  const int threads = selene::train::ConfigureTorchThreads(
+      absl::GetFlag(FLAGS_threads) > 0 ? absl::GetFlag(FLAGS_threads) : plan.threads);
+
+  // --describe shows the architecture: it needs no encoder weights (nor their file).
+  if (describe) plan.network.encoder_unet.encoder_checkpoint.clear();
+  StatusOr<selene::models::Network> built = selene::jobs::BuildPlannedNetwork(plan);
+  if (!built.ok()) return Fail(ExitCodeFor(built.status()), built.status().message());
+  selene::models::Network network = std::move(built).value();
+  if (describe) {
+    std::cout << selene::models::FormatSummary(*network);
+    return 0;
+  }
+
+  StatusOr<selene::train::TrainValSplit> data =
+      selene::jobs::LoadTrainingData(plan.data, DataRoot());
+  if (!data.ok()) return Fail(kExitRuntime, data.status().message());
+  if (Status fits = selene::jobs::CheckDataFitsPlan(plan, *data); !fits.ok()) {
+    return Fail(kExitRuntime, fits.message());
+  }
+
+  std::error_code error;
+  fs::create_directories(out, error);
+  if (error) return Fail(kExitRuntime, absl::StrCat(out, ": cannot create: ", error.message()));
+  // The exact spec, overrides included, written first so even a crashed run can be repeated.
+  const std::string spec_json = (fs::path(out) / "spec.json").string();
+  {
+    std::ofstream file(spec_json);
+    file << selene::jobs::JobSpecToJson(spec) << "\n";
+    if (!file) return Fail(kExitRuntime, absl::StrCat(spec_json, ": cannot write"));
+  }
+
+  std::cout << Header(spec, plan, *network, *data, threads, spec_path) << "\n";
+  if (absl::GetFlag(FLAGS_resume) && fs::exists(fs::path(out) / "last.pt")) {
+    std::cout << "resuming from " << (fs::path(out) / "last.pt").string() << "\n";
+  }
+  if (plan.data.augmentation.any()) {
+    std::cout << "note: data.augmentation is not applied yet (the batched transforms arrive "
+                 "with server/data/)\n";
+  }
+  std::cout << std::flush;
+
+  plan.trainer.checkpoint_dir = out;
+  plan.trainer.resume = absl::GetFlag(FLAGS_resume);
+  const int64_t epochs = plan.trainer.epochs;
+  selene::train::TrainerCallbacks callbacks;
+  callbacks.on_epoch = [&](const selene::train::EpochRecord& record) {
+    std::cout << EpochLine(record, epochs, plan) << std::endl;
+  };
+  selene::train::Trainer trainer(network, plan.trainer);
+  StatusOr<selene::train::TrainResult> result;
+  {
+    InterruptGuard guard;
+    result = trainer.Run(*data, callbacks, &g_cancel);
+  }
+  if (!result.ok()) return Fail(kExitRuntime, result.status().message());
+
+  const fs::path dir(out);
+  if (Status s = selene::train::WriteHistoryCsv((dir / "history.csv").string(), result->history);
+      !s.ok()) {
+    return Fail(kExitRuntime, s.message());
+  }
+  if (Status s = selene::train::WriteMetricsJson((dir / "metrics.json").string(), *result,
+                                                 plan.trainer.monitor);
+      !s.ok()) {
+    return Fail(kExitRuntime, s.message());
+  }
+
+  if (result->cancelled) {
+    std::cout << "cancelled after " << result->history.size() << " epoch(s); --resume continues"
+              << "\n";
+  } else if (result->stopped_early) {
+    std::cout << "stopped early: no improvement of " << plan.trainer.monitor << "\n";
+  }
+  if (result->best_epoch >= 0) {
+    std::cout << absl::StrFormat("best epoch %d: %s %.4f\n", result->best_epoch + 1,
+                                 plan.trainer.monitor, result->best_value);
+  }
+  std::vector<std::string> written;
+  for (const char* name : {"best.pt", "last.pt", "history.csv", "metrics.json", "spec.json"}) {
+    if (fs::exists(dir / name)) written.push_back(name);
+  }
+  std::cout << "artifacts in " << out << ": " << absl::StrJoin(written, ", ") << std::endl;
+  return result->cancelled ? kExitCancelled : 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "Runs a Selene job spec locally.\n"
+      "  selene-train --spec FILE.json --out DIR [--set field.path=value ...] [--describe]\n"
+      "               [--threads N] [--resume] [--data_root DIR]");
+  std::vector<char*> args(argv, argv + argc);
+  StatusOr<std::vector<std::string>> overrides = selene::tools::ExtractRepeatedFlag("set", &args);
+  if (!overrides.ok()) return Fail(kExitUsage, overrides.status().message());
+  if (Status checked = selene::tools::CheckFlags(args); !checked.ok()) {
+    return Fail(kExitUsage, absl::StrCat(checked.message(), " (see --help)"));
+  }
+  absl::ParseCommandLine(static_cast<int>(args.size()), args.data());
+  try {
+    return Run(*overrides);
+  } catch (const std::exception& e) {  // torch reports errors as c10::Error
+    return Fail(kExitRuntime, e.what());
+  }
+}
