@@ -220,7 +220,7 @@ class BatchLoader::Impl {
     // trainer's for the same cores makes both spin-wait (milliseconds per op on a busy
     // machine), so this thread runs its ops, transforms included, on itself alone. torch sets
     // the team size on first use; it is narrowed afterwards, for this thread only.
-    at::get_num_threads();
+    (void)at::get_num_threads();
     if (&omp_set_num_threads != nullptr) omp_set_num_threads(1);
     std::unique_lock<std::mutex> lock(mu_);
     while (true) {

@@ -21,7 +21,8 @@ struct Batch {
 };
 
 // A batched, in-place transform applied to training batches (images and masks share geometry).
-// `generator_seed` is derived from (seed, epoch, batch index) so runs repeat exactly.
+// `generator_seed` is derived from (seed, epoch, batch index) so runs repeat exactly. With
+// prefetch it runs on the loader's thread, whose torch ops use one intra-op thread.
 using BatchTransform = std::function<void(Batch& batch, uint64_t generator_seed)>;
 
 struct BatchLoaderOptions {
@@ -45,7 +46,8 @@ class BatchLoader {
 
   // Starts a pass over the data; the order depends only on (seed, epoch).
   void StartEpoch(int64_t epoch);
-  // The next batch of the pass, or nullopt at its end.
+  // The next batch of the pass, or nullopt at its end. An error making a batch (a throwing
+  // transform, say) is rethrown here, after the batches made before it; the pass then ends.
   std::optional<Batch> Next();
 
   int64_t batches_per_epoch() const;

@@ -193,28 +193,34 @@ BatchTransform SeedShift(std::shared_ptr<std::vector<uint64_t>> seeds) {
 }
 
 TEST(BatchLoaderTest, PrefetchAndInlineGiveIdenticalBatches) {
-  const TensorDataset data = Indexed(23);
-  auto seeds_a = std::make_shared<std::vector<uint64_t>>();
-  auto seeds_b = std::make_shared<std::vector<uint64_t>>();
-  BatchLoaderOptions prefetched = Options(5, true);
-  prefetched.transform = SeedShift(seeds_a);
-  BatchLoaderOptions inline_options = Options(5, false);
-  inline_options.transform = SeedShift(seeds_b);
-  BatchLoader a(data, prefetched);
-  BatchLoader b(data, inline_options);
-  for (int64_t epoch : {0, 1}) {
-    const Pass pa = RunEpoch(a, epoch), pb = RunEpoch(b, epoch);
-    ASSERT_EQ(pa.batches.size(), pb.batches.size());
-    for (size_t i = 0; i < pa.batches.size(); ++i) {
-      EXPECT_TRUE(torch::equal(pa.batches[i].images, pb.batches[i].images));
-      EXPECT_TRUE(torch::equal(pa.batches[i].targets, pb.batches[i].targets));
-      EXPECT_TRUE(torch::equal(pa.batches[i].indices, pb.batches[i].indices));
+  const int before = torch::get_num_threads();
+  // Larger images, so that with two threads the inline path's ops really run in parallel.
+  const TensorDataset data = Indexed(23, 3, 96);
+  for (int threads : {1, 2}) {
+    torch::set_num_threads(threads);
+    auto seeds_a = std::make_shared<std::vector<uint64_t>>();
+    auto seeds_b = std::make_shared<std::vector<uint64_t>>();
+    BatchLoaderOptions prefetched = Options(5, true);
+    prefetched.transform = SeedShift(seeds_a);
+    BatchLoaderOptions inline_options = Options(5, false);
+    inline_options.transform = SeedShift(seeds_b);
+    BatchLoader a(data, prefetched);
+    BatchLoader b(data, inline_options);
+    for (int64_t epoch : {0, 1}) {
+      const Pass pa = RunEpoch(a, epoch), pb = RunEpoch(b, epoch);
+      ASSERT_EQ(pa.batches.size(), pb.batches.size());
+      for (size_t i = 0; i < pa.batches.size(); ++i) {
+        EXPECT_TRUE(torch::equal(pa.batches[i].images, pb.batches[i].images));
+        EXPECT_TRUE(torch::equal(pa.batches[i].targets, pb.batches[i].targets));
+        EXPECT_TRUE(torch::equal(pa.batches[i].indices, pb.batches[i].indices));
+      }
     }
+    EXPECT_EQ(*seeds_a, *seeds_b);
+    // One seed per (epoch, batch), all different.
+    EXPECT_EQ(seeds_a->size(), 10u);
+    EXPECT_EQ(std::set<uint64_t>(seeds_a->begin(), seeds_a->end()).size(), 10u);
   }
-  EXPECT_EQ(*seeds_a, *seeds_b);
-  // One seed per (epoch, batch), all different.
-  EXPECT_EQ(seeds_a->size(), 10u);
-  EXPECT_EQ(std::set<uint64_t>(seeds_a->begin(), seeds_a->end()).size(), 10u);
+  torch::set_num_threads(before);
 }
 
 TEST(BatchLoaderTest, DestroyingMidEpochDoesNotHang) {

@@ -63,6 +63,27 @@ TEST(SyntheticMoonTest, ImageDoesNotDependOnCount) {
   const TensorDataset many = MakeSyntheticMoon(Moon(70, 64, 11));
   EXPECT_TRUE(torch::equal(few.images, many.images.narrow(0, 0, 5)));
   EXPECT_TRUE(torch::equal(few.targets, many.targets.narrow(0, 0, 5)));
+  const TensorDataset shapes_few = MakeSyntheticShapes(Shapes(3, 6, 64, 11));
+  const TensorDataset shapes_many = MakeSyntheticShapes(Shapes(40, 6, 64, 11));
+  EXPECT_TRUE(torch::equal(shapes_few.images, shapes_many.images.narrow(0, 0, 3)));
+}
+
+// With more intra-op threads configured, generation moves to a one-thread helper: same images,
+// and errors still reach the caller.
+TEST(SyntheticMoonTest, SameImagesWithMoreThreads) {
+  const int before = torch::get_num_threads();
+  const TensorDataset one = MakeSyntheticMoon(Moon(20, 64, 13));
+  const TensorDataset one_shapes = MakeSyntheticShapesSegmentation(Shapes(20, 6, 32, 13));
+  torch::set_num_threads(2);
+  const TensorDataset two = MakeSyntheticMoon(Moon(20, 64, 13));
+  const TensorDataset two_shapes = MakeSyntheticShapesSegmentation(Shapes(20, 6, 32, 13));
+  EXPECT_THROW(MakeSyntheticShapes(Shapes(10, 13, 64, 1)), c10::Error);
+  EXPECT_EQ(torch::get_num_threads(), 2);  // the caller's setting is untouched
+  torch::set_num_threads(before);
+  EXPECT_TRUE(torch::equal(one.images, two.images));
+  EXPECT_TRUE(torch::equal(one.targets, two.targets));
+  EXPECT_TRUE(torch::equal(one_shapes.images, two_shapes.images));
+  EXPECT_TRUE(torch::equal(one_shapes.targets, two_shapes.targets));
 }
 
 TEST(SyntheticMoonTest, RockFractionIsPlausible) {
