@@ -1,17 +1,22 @@
 // selene-train: runs one job spec locally, without the server. Prints a header and one line per
-// epoch, and writes best.pt, last.pt, history.csv, metrics.json and the exact spec (spec.json,
-// --set overrides included) into --out.
+// epoch, and writes best.pt, last.pt, history.csv, metrics.json, the exact spec (spec.json,
+// --set overrides included), the data summary and the report (curves, samples, report.md,
+// run_summary.json) into --out.
 //
 //   selene-train --spec FILE.json --out DIR [--set field.path=value ...] [--describe]
-//                [--threads N] [--resume] [--data_root DIR]
+//                [--threads N] [--resume] [--data_root DIR] [--cache_dir DIR]
+//   selene-train --spec FILE.json --inspect [--data_root DIR]     data summary, then exit
+//   selene-train --compare DIR...                                 one table over finished runs
 //
 // --set may be repeated and its values may contain commas (repeated fields take comma lists),
 // which absl's flags cannot express: main() takes every --set out of argv before Abseil parses
 // the rest (tools/cli_flags.h). Exit status: 0 done, 1 runtime failure, 2 bad usage or spec,
 // 130 cancelled by Ctrl-C (last.pt is written; --resume continues).
 #include <torch/torch.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <atomic>
 #include <csignal>
 #include <cstdlib>
@@ -32,7 +37,14 @@
 #include "common/status.h"
 #include "models/factory.h"
 #include "server/jobs/job_spec.h"
+#include "server/data/data_summary.h"
+#include "server/jobs/training_data.h"
 #include "server/jobs/training_plan.h"
+#include "server/report/main_metrics.h"
+#include "server/report/number_format.h"
+#include "server/report/run_comparison.h"
+#include "server/report/run_report.h"
+#include "server/train/checkpoint.h"
 #include "server/train/run_artifacts.h"
 #include "server/train/threads.h"
 #include "server/train/trainer.h"
@@ -49,12 +61,20 @@ ABSL_FLAG(int, threads, 0,
 ABSL_FLAG(bool, resume, false, "Continue from --out/last.pt when it exists.");
 ABSL_FLAG(std::string, data_root, "",
           "Folder data.path is relative to; default $SELENE_DATA_ROOT, else ./data.");
+ABSL_FLAG(std::string, cache_dir, "",
+          "Keep decoded images here so later runs skip decoding; default $SELENE_CACHE_DIR, "
+          "else none.");
+ABSL_FLAG(bool, inspect, false,
+          "Check the spec's data set (counts, unreadable and unpaired files, sizes, class "
+          "balance), print the summary and exit.");
 
 namespace {
 
 namespace fs = std::filesystem;
 using selene::Status;
 using selene::StatusOr;
+
+using Clock = std::chrono::steady_clock;
 
 constexpr int kExitRuntime = 1;
 constexpr int kExitUsage = 2;
@@ -104,6 +124,25 @@ std::string DataRoot() {
   return "data";
 }
 
+std::string CacheDir() {
+  if (!absl::GetFlag(FLAGS_cache_dir).empty()) return absl::GetFlag(FLAGS_cache_dir);
+  const char* env = std::getenv("SELENE_CACHE_DIR");
+  return env != nullptr ? env : "";
+}
+
+// Decoding progress on stderr: redrawn in place on a terminal (a large data set takes a while
+// the first time), one line at the end otherwise, so logs stay readable.
+void ShowDecodeProgress(int64_t done, int64_t total) {
+  static const bool terminal = isatty(STDERR_FILENO) != 0;
+  if (terminal) {
+    std::cerr << absl::StrFormat("\rdecoding %d/%d files (%.0f%%)", done, total,
+                                 total > 0 ? 100.0 * done / total : 100.0);
+  }
+  if (done >= total) {
+    std::cerr << (terminal ? "\n" : "") << "decoded " << done << " files" << std::endl;
+  }
+}
+
 std::string FamilyName(const selene::v1::ModelSpec& model) {
   switch (model.family_case()) {
     case selene::v1::ModelSpec::kClassifier:
@@ -123,32 +162,12 @@ std::string ShortName(absl::string_view name, absl::string_view prefix) {
   return absl::AsciiStrToLower(name);
 }
 
-// Thousands separators: 1941105 -> "1,941,105".
-std::string Grouped(int64_t value) {
-  std::string digits = absl::StrCat(value < 0 ? -value : value);
-  for (int i = static_cast<int>(digits.size()) - 3; i > 0; i -= 3) digits.insert(i, ",");
-  return value < 0 ? "-" + digits : digits;
-}
-
-// The metrics worth a column in the progress line, by task.
-std::vector<std::string> MainMetrics(selene::train::Task task) {
-  switch (task) {
-    case selene::train::Task::kClassification:
-      return {"top1", "top5", "macro_f1"};
-    case selene::train::Task::kBinarySegmentation:
-      return {"dice", "iou"};
-    case selene::train::Task::kMultiClassSegmentation:
-      return {"mean_dice", "mean_iou", "pixel_accuracy"};
-  }
-  return {};
-}
-
 std::string EpochLine(const selene::train::EpochRecord& record, int64_t epochs,
                       const selene::jobs::TrainingPlan& plan) {
   std::string line = absl::StrFormat("epoch %*d/%d  train_loss %.4f  val_loss %.4f",
                                      static_cast<int>(absl::StrCat(epochs).size()),
                                      record.epoch + 1, epochs, record.train_loss, record.val_loss);
-  std::vector<std::string> names = MainMetrics(plan.trainer.task);
+  std::vector<std::string> names = selene::report::MainMetrics(plan.trainer.task);
   const std::string& monitor = plan.trainer.monitor;
   if (monitor != "val_loss" && monitor != "train_loss" &&
       std::find(names.begin(), names.end(), monitor) == names.end()) {
@@ -174,9 +193,9 @@ std::string Header(const selene::v1::JobSpec& spec, const selene::jobs::Training
   const int64_t classes = data.train.num_classes();
   std::string text = absl::StrCat(
       name, ": ", selene::train::TaskName(plan.trainer.task), ", ", FamilyName(resolved.model()),
-      " model with ", Grouped(selene::models::CountParameters(network)), " parameters, on ",
-      selene::jobs::DataKindName(plan.data.kind), " data: ", Grouped(data.train.size()),
-      " training and ", Grouped(data.val.size()), " validation images of ", plan.data.image_size,
+      " model with ", selene::report::Grouped(selene::models::CountParameters(network)), " parameters, on ",
+      selene::jobs::DataKindName(plan.data.kind), " data: ", selene::report::Grouped(data.train.size()),
+      " training and ", selene::report::Grouped(data.val.size()), " validation images of ", plan.data.image_size,
       "x", plan.data.image_size, ", ", classes, classes == 1 ? " class" : " classes", ". ",
       t.epochs(), " epochs of batch ", t.batch_size(), ", ",
       ShortName(selene::v1::OptimizerKind_Name(t.optimizer().kind()), "OPTIMIZER_KIND_"), " lr ",
@@ -193,7 +212,8 @@ int Run(const std::vector<std::string>& overrides) {
   const std::string out = absl::GetFlag(FLAGS_out);
   const bool describe = absl::GetFlag(FLAGS_describe);
   if (spec_path.empty()) return Fail(kExitUsage, "--spec FILE.json is required");
-  if (out.empty() && !describe) return Fail(kExitUsage, "--out DIR is required");
+  const bool inspect = absl::GetFlag(FLAGS_inspect);
+  if (out.empty() && !describe && !inspect) return Fail(kExitUsage, "--out DIR is required");
 
   StatusOr<selene::v1::JobSpec> loaded = selene::jobs::LoadJobSpecFile(spec_path);
   if (!loaded.ok()) return Fail(kExitUsage, loaded.status().message());
@@ -211,8 +231,8 @@ int Run(const std::vector<std::string>& overrides) {
   const int threads = selene::train::ConfigureTorchThreads(
       absl::GetFlag(FLAGS_threads) > 0 ? absl::GetFlag(FLAGS_threads) : plan.threads);
 
-  // --describe shows the architecture: it needs no encoder weights (nor their file).
-  if (describe) plan.network.encoder_unet.encoder_checkpoint.clear();
+  // --describe shows the architecture and --inspect the data: neither needs encoder weights.
+  if (describe || inspect) plan.network.encoder_unet.encoder_checkpoint.clear();
   StatusOr<selene::models::Network> built = selene::jobs::BuildPlannedNetwork(plan);
   if (!built.ok()) return Fail(ExitCodeFor(built.status()), built.status().message());
   selene::models::Network network = std::move(built).value();
@@ -221,9 +241,20 @@ int Run(const std::vector<std::string>& overrides) {
     return 0;
   }
 
-  StatusOr<selene::train::TrainValSplit> data =
-      selene::jobs::LoadTrainingData(plan.data, DataRoot());
-  if (!data.ok()) return Fail(kExitRuntime, data.status().message());
+  selene::jobs::DataLoadOptions load;
+  load.decode_threads = threads;
+  load.cache_dir = CacheDir();
+  load.on_progress = ShowDecodeProgress;
+  StatusOr<selene::jobs::TrainingData> loaded_data =
+      selene::jobs::LoadTrainingData(plan.data, DataRoot(), load);
+  if (!loaded_data.ok()) return Fail(ExitCodeFor(loaded_data.status()), loaded_data.status().message());
+  const selene::data::DataSummary& summary = loaded_data->summary;
+  if (absl::GetFlag(FLAGS_inspect)) {
+    std::cout << selene::data::FormatDataSummary(summary);
+    return 0;
+  }
+  for (const std::string& warning : summary.warnings) std::cerr << "warning: " << warning << "\n";
+  const selene::train::TrainValSplit* data = &loaded_data->split;
   if (Status fits = selene::jobs::CheckDataFitsPlan(plan, *data); !fits.ok()) {
     return Fail(kExitRuntime, fits.message());
   }
@@ -243,12 +274,10 @@ int Run(const std::vector<std::string>& overrides) {
   if (absl::GetFlag(FLAGS_resume) && fs::exists(fs::path(out) / "last.pt")) {
     std::cout << "resuming from " << (fs::path(out) / "last.pt").string() << "\n";
   }
-  if (plan.data.augmentation.any()) {
-    std::cout << "note: data.augmentation is not applied yet (the batched transforms arrive "
-                 "with server/data/)\n";
-  }
+  if (loaded_data->cache_hit) std::cout << "decoded images from the cache in " << CacheDir() << "\n";
   std::cout << std::flush;
 
+  const auto started = Clock::now();
   plan.trainer.checkpoint_dir = out;
   plan.trainer.resume = absl::GetFlag(FLAGS_resume);
   const int64_t epochs = plan.trainer.epochs;
@@ -275,6 +304,13 @@ int Run(const std::vector<std::string>& overrides) {
     return Fail(kExitRuntime, s.message());
   }
 
+  const std::string summary_json = (dir / "data_summary.json").string();
+  {
+    std::ofstream file(summary_json);
+    file << selene::data::DataSummaryToJson(summary) << "\n";
+    if (!file) return Fail(kExitRuntime, absl::StrCat(summary_json, ": cannot write"));
+  }
+
   if (result->cancelled) {
     std::cout << "cancelled after " << result->history.size() << " epoch(s); --resume continues"
               << "\n";
@@ -285,12 +321,44 @@ int Run(const std::vector<std::string>& overrides) {
     std::cout << absl::StrFormat("best epoch %d: %s %.4f\n", result->best_epoch + 1,
                                  plan.trainer.monitor, result->best_value);
   }
+  // The report shows the best epoch's network, as best.pt holds it.
+  if (fs::exists(dir / "best.pt")) {
+    if (Status s = selene::train::LoadCheckpoint((dir / "best.pt").string(), *network); !s.ok()) {
+      return Fail(kExitRuntime, s.message());
+    }
+  }
+  selene::report::RunReportInputs report;
+  report.name = spec.name().empty() ? fs::path(out).filename().string() : spec.name();
+  report.resolved_spec = plan.resolved_spec;
+  report.network = network;
+  report.validation = &data->val;
+  report.normalization = plan.trainer.normalization;
+  report.input_size = plan.trainer.input_size;
+  report.device = plan.trainer.device;
+  report.result = *result;
+  report.data_summary = selene::data::FormatDataSummary(summary);
+  report.total_seconds = std::chrono::duration<double>(Clock::now() - started).count();
+  StatusOr<std::vector<std::string>> reported = selene::report::WriteRunReport(out, report);
+  if (!reported.ok()) return Fail(kExitRuntime, reported.status().message());
+
   std::vector<std::string> written;
-  for (const char* name : {"best.pt", "last.pt", "history.csv", "metrics.json", "spec.json"}) {
+  for (const char* name : {"best.pt", "last.pt", "history.csv", "metrics.json", "spec.json",
+                           "data_summary.json"}) {
     if (fs::exists(dir / name)) written.push_back(name);
   }
+  written.insert(written.end(), reported->begin(), reported->end());
   std::cout << "artifacts in " << out << ": " << absl::StrJoin(written, ", ") << std::endl;
   return result->cancelled ? kExitCancelled : 0;
+}
+
+// selene-train --compare DIR...: one Markdown table over the runs' run_summary.json files.
+int Compare(const std::vector<char*>& args) {
+  const std::vector<std::string> dirs(args.begin() + 2, args.end());
+  if (dirs.empty()) return Fail(kExitUsage, "--compare needs one or more run folders");
+  StatusOr<std::string> table = selene::report::CompareRunDirs(dirs);
+  if (!table.ok()) return Fail(ExitCodeFor(table.status()), table.status().message());
+  std::cout << *table;
+  return 0;
 }
 
 }  // namespace
@@ -299,8 +367,11 @@ int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "Runs a Selene job spec locally.\n"
       "  selene-train --spec FILE.json --out DIR [--set field.path=value ...] [--describe]\n"
-      "               [--threads N] [--resume] [--data_root DIR]");
+      "               [--threads N] [--resume] [--data_root DIR] [--cache_dir DIR]\n"
+      "  selene-train --spec FILE.json --inspect [--data_root DIR]\n"
+      "  selene-train --compare DIR...");
   std::vector<char*> args(argv, argv + argc);
+  if (args.size() >= 2 && absl::string_view(args[1]) == "--compare") return Compare(args);
   StatusOr<std::vector<std::string>> overrides = selene::tools::ExtractRepeatedFlag("set", &args);
   if (!overrides.ok()) return Fail(kExitUsage, overrides.status().message());
   if (Status checked = selene::tools::CheckFlags(args); !checked.ok()) {

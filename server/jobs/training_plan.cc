@@ -7,7 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "models/factory.h"
 #include "server/train/checkpoint.h"
-#include "server/train/synthetic_data.h"
+#include "server/data/augmentation.h"
 
 namespace selene::jobs {
 namespace {
@@ -87,6 +87,19 @@ train::LossOptions ToLossOptions(const v1::LossSpec& l) {
   if (l.has_label_smoothing()) options.label_smoothing = l.label_smoothing();
   if (l.has_ignore_index()) options.ignore_index = l.ignore_index();
   if (l.has_dice_smooth()) options.dice_smooth = l.dice_smooth();
+  return options;
+}
+
+data::AugmentationOptions ToAugmentationOptions(const AugmentationRequest& a) {
+  data::AugmentationOptions options;
+  options.hflip = a.hflip;
+  options.vflip = a.vflip;
+  options.rotation_degrees = a.rotation_degrees;
+  options.crop_scale_min = a.crop_scale_min;
+  options.crop_scale_max = a.crop_scale_max;
+  options.brightness = a.brightness;
+  options.contrast = a.contrast;
+  options.saturation = a.saturation;
   return options;
 }
 
@@ -194,9 +207,14 @@ StatusOr<TrainingPlan> PlanTraining(const v1::JobSpec& spec) {
   SELENE_ASSIGN_OR_RETURN(options.device, ToDevice(t.device()));
   if (!plan.data.normalize_mean.empty()) options.normalization.mean = plan.data.normalize_mean;
   if (!plan.data.normalize_std.empty()) options.normalization.std = plan.data.normalize_std;
-  // PENDING: the batched augmentation (flips, rotation, resized crop, colour jitter) lives in
-  // server/data/; until it lands plan.data.augmentation is carried but train_transform stays
-  // empty, and selene-train says so when a spec asks for augmentation.
+  // Data sets may be stored smaller than the model's input (Tiny ImageNet stays 64x64 in
+  // memory): batches are resized on the device.
+  options.input_size = plan.data.image_size;
+  if (plan.data.augmentation.any()) {
+    options.train_transform =
+        data::MakeAugmentation(ToAugmentationOptions(plan.data.augmentation), options.task,
+                               options.loss.ignore_index);
+  }
   options.metadata = JobSpecToJson(s, /*pretty=*/false);
   return plan;
 }
@@ -237,48 +255,6 @@ StatusOr<models::Network> BuildPlannedNetwork(const TrainingPlan& plan) {
   return network;
 }
 
-StatusOr<train::TrainValSplit> LoadTrainingData(const DataRequest& request,
-                                                const std::string& data_root) {
-  (void)data_root;  // used by the file readers (pending, see below)
-  try {
-    train::TensorDataset dataset;
-    switch (request.kind) {
-      case DataKind::kSyntheticMoon: {
-        train::SyntheticMoonOptions options;
-        options.count = request.num_samples;
-        options.image_size = request.image_size;
-        options.seed = request.split_seed;
-        dataset = train::MakeSyntheticMoon(options);
-        break;
-      }
-      case DataKind::kSyntheticShapes:
-      case DataKind::kSyntheticShapesSegmentation: {
-        train::SyntheticShapesOptions options;
-        options.count = request.num_samples;
-        options.num_classes = request.num_classes;
-        options.image_size = request.image_size;
-        options.seed = request.split_seed;
-        dataset = request.kind == DataKind::kSyntheticShapes
-                      ? train::MakeSyntheticShapes(options)
-                      : train::MakeSyntheticShapesSegmentation(options);
-        break;
-      }
-      case DataKind::kTinyImageNet:
-      case DataKind::kMoon:
-      case DataKind::kSegmentationFolder:
-        // PENDING: the file readers (Tiny ImageNet, MOON, segmentation folders) arrive with
-        // server/data/; the lead replaces this branch with calls to them.
-        return absl::UnimplementedError(
-            absl::StrCat("data.kind ", DataKindName(request.kind),
-                         ": file data sets arrive with the data readers (server/data/)"));
-    }
-    return train::SplitDataset(dataset, request.validation_fraction, request.split_seed);
-  } catch (const std::exception& e) {
-    return InternalError(
-        absl::StrCat("data.kind ", DataKindName(request.kind), ": generating failed: ", e.what()));
-  }
-}
-
 Status CheckDataFitsPlan(const TrainingPlan& plan, const train::TrainValSplit& data) {
   const train::TensorDataset& train = data.train;
   if (train.size() == 0 || data.val.size() == 0) {
@@ -292,11 +268,11 @@ Status CheckDataFitsPlan(const TrainingPlan& plan, const train::TrainValSplit& d
                                              " channels but the model takes ",
                                              PlannedInChannels(plan), " (in_channels)"));
   }
-  if (train.images.size(2) != plan.data.image_size ||
-      train.images.size(3) != plan.data.image_size) {
-    return InvalidArgumentError(absl::StrCat("data: images are ", train.images.size(2), "x",
-                                             train.images.size(3), " but data.image_size is ",
-                                             plan.data.image_size));
+  // Stored sizes may differ from data.image_size (the loader resizes), but must be square so
+  // resizing keeps the aspect the masks were drawn at.
+  if (train.images.size(2) != train.images.size(3)) {
+    return InvalidArgumentError(absl::StrCat("data: images are stored as ", train.images.size(3),
+                                             "x", train.images.size(2), "; expected square"));
   }
   if (plan.trainer.task != train::Task::kBinarySegmentation &&
       train.num_classes() != PlannedClasses(plan)) {

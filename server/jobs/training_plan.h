@@ -1,7 +1,7 @@
 // From a job spec to a training run: the plan (network spec, Trainer options, data request),
-// then the network (with its encoder checkpoint loaded) and the data. Used by selene-train for
-// local runs and by the server's job runner. The torch-free half (parsing, overrides,
-// validation, defaults) is server/jobs/job_spec.h.
+// then the network (with its encoder checkpoint loaded). Used by selene-train for local runs
+// and by the server's job runner. The torch-free half (parsing, overrides, validation,
+// defaults) is server/jobs/job_spec.h; loading the data is server/jobs/training_data.h.
 #pragma once
 
 #include <string>
@@ -36,14 +36,7 @@ StatusOr<TrainingPlan> PlanTraining(const v1::JobSpec& spec);
 // encoder_checkpoint, loads the classifier's weights into the encoder (its head is skipped).
 StatusOr<models::Network> BuildPlannedNetwork(const TrainingPlan& plan);
 
-// The train/validation split `request` describes. Synthetic kinds are generated in memory.
-// The file kinds (tiny_imagenet, moon, segmentation_folder) are PENDING the data readers in
-// server/data/ and return Unimplemented for now; `data_root` is the folder request.path will
-// be relative to.
-StatusOr<train::TrainValSplit> LoadTrainingData(const DataRequest& request,
-                                                const std::string& data_root);
-
-// Checks loaded data against the plan (image channels and size, class count vs the model's
+// Checks loaded data against the plan (image channels, square images, class count vs the model's
 // outputs), naming both sides, so a mismatch fails before the first step rather than inside it.
 Status CheckDataFitsPlan(const TrainingPlan& plan, const train::TrainValSplit& data);
 

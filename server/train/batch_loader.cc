@@ -94,11 +94,20 @@ torch::Tensor NormalizeImages(const torch::Tensor& images_u8, const Normalizatio
   return x.mul_(scale).sub_(shift);
 }
 
+torch::Tensor NormalizeUnitImages(torch::Tensor images, const Normalization& norm) {
+  TORCH_CHECK(images.dim() == 4 && images.is_floating_point(),
+              "NormalizeUnitImages expects float [B, C, H, W], got ", images.scalar_type(), " ",
+              images.sizes());
+  auto [mean, std] = ChannelStats(norm, images.size(1));
+  return images.mul_((1.0 / std).to(images.device())).sub_((mean / std).to(images.device()));
+}
+
 class BatchLoader::Impl {
  public:
   Impl(const TensorDataset& dataset, BatchLoaderOptions options)
       : dataset_(dataset), options_(std::move(options)) {
     TORCH_CHECK(options_.batch_size > 0, "batch_size must be > 0");
+    TORCH_CHECK(options_.resize_to >= 0, "resize_to must be >= 0, got ", options_.resize_to);
     const int64_t n = dataset_.size();
     if (n > 0) {
       TORCH_CHECK(dataset_.images.dim() == 4 && dataset_.images.scalar_type() == torch::kUInt8,
@@ -194,14 +203,36 @@ class BatchLoader::Impl {
 
   Batch MakeBatch(const torch::Tensor& order, int64_t epoch, int64_t index) const {
     torch::NoGradGuard no_grad;
+    namespace F = torch::nn::functional;
     const int64_t n = dataset_.size();
     const int64_t begin = index * options_.batch_size;
     const int64_t end = std::min(n, begin + options_.batch_size);
     Batch batch;
     batch.indices = order.slice(0, begin, end).clone();
-    batch.images = NormalizeImages(dataset_.images.index_select(0, batch.indices),
-                                   options_.normalization, options_.device);
+    // Move the uint8 bytes (a quarter of the float size), then convert on the device.
+    batch.images = dataset_.images.index_select(0, batch.indices)
+                       .to(options_.device)
+                       .to(torch::kFloat)
+                       .mul_(1.0 / 255.0);
     torch::Tensor targets = dataset_.targets.index_select(0, batch.indices).to(options_.device);
+    const bool segmentation = dataset_.task != Task::kClassification;
+    const int64_t side = options_.resize_to;
+    const bool resize = side > 0 && (batch.images.size(2) != side || batch.images.size(3) != side);
+    if (resize) {
+      const std::vector<int64_t> size = {side, side};
+      batch.images = F::interpolate(
+          batch.images,
+          F::InterpolateFuncOptions().size(size).mode(torch::kBilinear).align_corners(false));
+      if (segmentation) {
+        // Nearest keeps every mask value a label (or the ignore index); float because nearest
+        // has no integer kernel, exact for any id below 2^24.
+        const auto dtype = targets.scalar_type();
+        targets = F::interpolate(targets.unsqueeze(1).to(torch::kFloat),
+                                 F::InterpolateFuncOptions().size(size).mode(torch::kNearest))
+                      .squeeze(1)
+                      .to(dtype);
+      }
+    }
     switch (dataset_.task) {
       case Task::kBinarySegmentation:
         batch.targets = targets.to(torch::kFloat);
@@ -212,6 +243,7 @@ class BatchLoader::Impl {
         break;
     }
     if (options_.transform) options_.transform(batch, BatchSeed(options_.seed, epoch, index));
+    batch.images = NormalizeUnitImages(std::move(batch.images), options_.normalization);
     return batch;
   }
 

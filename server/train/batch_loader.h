@@ -1,6 +1,6 @@
-// Turns a TensorDataset into device batches: shuffled by (seed, epoch), converted to float and
-// normalised on the target device, augmented by an optional batched transform, with the next
-// batch prepared on a background thread while the current one trains.
+// Turns a TensorDataset into device batches: shuffled by (seed, epoch), converted to float on the
+// target device, resized to the model's input, augmented by an optional batched transform, then
+// normalised, with the next batch prepared on a background thread while the current one trains.
 #pragma once
 
 #include <torch/torch.h>
@@ -20,9 +20,13 @@ struct Batch {
   torch::Tensor indices;  // int64 [B] positions in the data set (CPU)
 };
 
-// A batched, in-place transform applied to training batches (images and masks share geometry).
-// `generator_seed` is derived from (seed, epoch, batch index) so runs repeat exactly. With
-// prefetch it runs on the loader's thread, whose torch ops use one intra-op thread.
+// A batched transform applied to training batches (images and masks share geometry). It sees
+// `images` as float [B, C, H, W] in [0, 1] on the device, already resized to `resize_to`, and
+// `targets` as the loader makes them (see Batch); normalisation comes after it, so colour
+// operations work in [0, 1] space. It may change the tensors in place or replace them, keeping
+// shapes, dtypes and device. `generator_seed` is derived from (seed, epoch, batch index) so runs
+// repeat exactly. With prefetch it runs on the loader's thread, whose torch ops use one intra-op
+// thread.
 using BatchTransform = std::function<void(Batch& batch, uint64_t generator_seed)>;
 
 struct BatchLoaderOptions {
@@ -32,6 +36,9 @@ struct BatchLoaderOptions {
   uint64_t seed = 1;
   torch::Device device = torch::kCPU;
   Normalization normalization;
+  // > 0: images are resized on the device to resize_to x resize_to (bilinear), segmentation masks
+  // with nearest, before the transform; 0 = as stored. Lets the cache keep images small.
+  int64_t resize_to = 0;
   BatchTransform transform;  // empty = none
   bool prefetch = true;      // prepare the next batch on a background thread
 };
@@ -62,5 +69,8 @@ class BatchLoader {
 // Converts a uint8 image batch [B, C, H, W] to normalised float on `device`.
 torch::Tensor NormalizeImages(const torch::Tensor& images_u8, const Normalization& norm,
                               torch::Device device);
+
+// Normalises, in place, a float image batch [B, C, H, W] in [0, 1] units; returns it.
+torch::Tensor NormalizeUnitImages(torch::Tensor images, const Normalization& norm);
 
 }  // namespace selene::train

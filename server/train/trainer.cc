@@ -38,6 +38,7 @@ std::pair<double, MetricValues> EvaluatePass(models::NetworkImpl& network,
   loader_options.shuffle = false;
   loader_options.device = options.device;
   loader_options.normalization = options.normalization;
+  loader_options.resize_to = options.input_size;
   BatchLoader loader(data, loader_options);
   loader.StartEpoch(0);
   std::unique_ptr<MetricAccumulator> metrics =
@@ -62,6 +63,10 @@ Status ValidateOptions(const TrainerOptions& options, const TrainValSplit& data)
   if (options.batch_size < 1) {
     return InvalidArgumentError("training.batch_size: " + std::to_string(options.batch_size) +
                                 " must be >= 1");
+  }
+  if (options.input_size < 0) {
+    return InvalidArgumentError("training.input_size: " + std::to_string(options.input_size) +
+                                " must be >= 0");
   }
   if (options.grad_clip_norm < 0) {
     return InvalidArgumentError("training.grad_clip_norm: must be >= 0");
@@ -112,6 +117,7 @@ class TrainingRun {
     loader_options.seed = options_.seed;
     loader_options.device = options_.device;
     loader_options.normalization = options_.normalization;
+    loader_options.resize_to = options_.input_size;
     loader_options.transform = options_.train_transform;
     BatchLoader loader(data_.train, loader_options);
 

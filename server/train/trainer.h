@@ -42,6 +42,7 @@ struct TrainerOptions {
   uint64_t seed = 1;
   torch::Device device = torch::kCPU;
   Normalization normalization;
+  int64_t input_size = 0;          // 0 = as stored; else batches are resized to it on the device
   BatchTransform train_transform;  // augmentation for training batches
   std::string checkpoint_dir;      // "" = no checkpoints
   bool resume = false;             // continue from checkpoint_dir/last.pt when it exists

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <string>
 
+#include "server/jobs/training_data.h"
 #include "server/jobs/training_plan.h"
 #include "server/train/threads.h"
 
@@ -30,12 +31,12 @@ TEST_P(DemoConfigsTest, ReachesItsGoal) {
   ASSERT_EQ(plan->trainer.monitor, demo.metric);
   StatusOr<models::Network> network = BuildPlannedNetwork(*plan);
   ASSERT_TRUE(network.ok()) << network.status();
-  StatusOr<train::TrainValSplit> data = LoadTrainingData(plan->data, "");
+  StatusOr<TrainingData> data = LoadTrainingData(plan->data, "");
   ASSERT_TRUE(data.ok()) << data.status();
 
   const auto start = std::chrono::steady_clock::now();
   train::Trainer trainer(*network, plan->trainer);
-  StatusOr<train::TrainResult> result = trainer.Run(*data);
+  StatusOr<train::TrainResult> result = trainer.Run(data->split);
   ASSERT_TRUE(result.ok()) << result.status();
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

@@ -1,5 +1,5 @@
 // Tests server/jobs/training_plan.h: the spec's translation into the engine's options end to
-// end, its refusals, and the data it loads.
+// end, and its refusals. The data it loads is tested in training_data_test.cc.
 #include "server/jobs/training_plan.h"
 
 #include <gmock/gmock.h>
@@ -126,40 +126,6 @@ TEST(PlanTrainingTest, MissingCudaIsFailedPrecondition) {
   ASSERT_FALSE(plan.ok());
   EXPECT_EQ(plan.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(std::string(plan.status().message()), HasSubstr("training.device"));
-}
-
-TEST(LoadTrainingDataTest, FileKindsArePending) {
-  DataRequest request;
-  request.kind = DataKind::kTinyImageNet;
-  StatusOr<train::TrainValSplit> data = LoadTrainingData(request, "data");
-  ASSERT_FALSE(data.ok());
-  EXPECT_EQ(data.status().code(), absl::StatusCode::kUnimplemented);
-  EXPECT_EQ(data.status().message(),
-            "data.kind tiny_imagenet: file data sets arrive with the data readers (server/data/)");
-}
-
-TEST(LoadTrainingDataTest, SyntheticMoonSplitsAndFitsThePlan) {
-  StatusOr<TrainingPlan> plan = PlanTraining(MoonSpec());
-  ASSERT_TRUE(plan.ok()) << plan.status();
-  StatusOr<train::TrainValSplit> data = LoadTrainingData(plan->data, "data");
-  ASSERT_TRUE(data.ok()) << data.status();
-  EXPECT_EQ(data->train.size() + data->val.size(), 24);
-  EXPECT_GT(data->val.size(), 0);
-  EXPECT_EQ(data->train.images.size(2), 32);
-  EXPECT_TRUE(CheckDataFitsPlan(*plan, *data).ok()) << CheckDataFitsPlan(*plan, *data);
-}
-
-TEST(LoadTrainingDataTest, ShapesSegmentationClassCountMatchesTheModel) {
-  StatusOr<TrainingPlan> plan = PlanTraining(Parse(R"json({
-    "task": "multiclass_segmentation",
-    "model": {"unet": {"base_width": 4}},
-    "data": {"kind": "synthetic_shapes_segmentation", "num_classes": 3, "num_samples": 12,
-             "image_size": 32}
-  })json"));
-  ASSERT_TRUE(plan.ok()) << plan.status();
-  StatusOr<train::TrainValSplit> data = LoadTrainingData(plan->data, "data");
-  ASSERT_TRUE(data.ok()) << data.status();
-  EXPECT_TRUE(CheckDataFitsPlan(*plan, *data).ok()) << CheckDataFitsPlan(*plan, *data);
 }
 
 TEST(BuildPlannedNetworkTest, BuildsTheSpecifiedNetwork) {

@@ -1,5 +1,6 @@
-// BatchLoader: coverage and order of a pass, batch sizes, normalisation, targets per task, the
-// prefetching worker (same batches as inline, clean shutdown, errors carried to Next()).
+// BatchLoader: coverage and order of a pass, batch sizes, normalisation, targets per task, resizing
+// to the model's input, what the transform sees, the prefetching worker (same batches as inline,
+// clean shutdown, errors carried to Next()).
 #include "server/train/batch_loader.h"
 
 #include <gtest/gtest.h>
@@ -291,6 +292,109 @@ TEST(BatchLoaderTest, WaitSecondsCountsBlockedTime) {
   EXPECT_LT(loader.wait_seconds(), 5.0);
   loader.StartEpoch(1);
   EXPECT_EQ(loader.wait_seconds(), 0.0);
+}
+
+// A stored 8x8 set served at 16x16: images bilinear (what interpolate gives on [0, 1] values,
+// then normalised), masks nearest (each source pixel becomes a 2x2 block, so every value stays a
+// label or the ignore index), classification targets as stored.
+TEST(BatchLoaderTest, ResizeToUpsamplesImagesAndNearestResizesMasks) {
+  namespace F = torch::nn::functional;
+  torch::manual_seed(12);
+  TensorDataset multi;
+  multi.task = Task::kMultiClassSegmentation;
+  multi.class_names = {"background", "a", "b"};
+  multi.ignore_index = 255;
+  multi.images = torch::randint(0, 256, {6, 3, 8, 8}, torch::kUInt8);
+  multi.targets = torch::randint(0, 3, {6, 8, 8}, torch::kLong);
+  multi.targets.slice(1, 0, 2).fill_(255);
+  for (bool prefetch : {true, false}) {
+    BatchLoaderOptions options = Options(4, prefetch);
+    options.resize_to = 16;
+    BatchLoader loader(multi, options);
+    const Pass pass = RunEpoch(loader, 0);
+    ASSERT_EQ(pass.batches.size(), 2u);
+    for (const Batch& batch : pass.batches) {
+      const int64_t b = batch.indices.size(0);
+      ASSERT_EQ(batch.images.sizes(), (std::vector<int64_t>{b, 3, 16, 16}));
+      ASSERT_EQ(batch.targets.sizes(), (std::vector<int64_t>{b, 16, 16}));
+      EXPECT_EQ(batch.targets.scalar_type(), torch::kLong);
+      const torch::Tensor source = multi.targets.index_select(0, batch.indices);
+      const torch::Tensor blocks =
+          source.repeat_interleave(2, /*dim=*/1).repeat_interleave(2, /*dim=*/2);
+      EXPECT_TRUE(torch::equal(batch.targets, blocks));
+      const torch::Tensor expected =
+          (F::interpolate(multi.images.index_select(0, batch.indices).to(torch::kFloat) / 255.0,
+                          F::InterpolateFuncOptions()
+                              .size(std::vector<int64_t>{16, 16})
+                              .mode(torch::kBilinear)
+                              .align_corners(false)) -
+           0.5) /
+          0.25;
+      EXPECT_TRUE(torch::allclose(batch.images, expected, 1e-4, 1e-4));
+    }
+  }
+
+  // Binary masks stay {0, 1}; resize_to equal to the stored size changes nothing.
+  TensorDataset binary = multi;
+  binary.task = Task::kBinarySegmentation;
+  binary.class_names = {"rock"};
+  binary.targets = torch::randint(0, 2, {6, 8, 8}, torch::kLong).to(torch::kUInt8);
+  BatchLoaderOptions up = Options(6);
+  up.resize_to = 16;
+  BatchLoader up_loader(binary, up);
+  const Batch upsampled = RunEpoch(up_loader, 0).batches.at(0);
+  EXPECT_EQ(upsampled.targets.scalar_type(), torch::kFloat);
+  EXPECT_TRUE(((upsampled.targets == 0) | (upsampled.targets == 1)).all().item<bool>());
+  EXPECT_TRUE(torch::equal(upsampled.targets, binary.targets.index_select(0, upsampled.indices)
+                                                  .to(torch::kFloat)
+                                                  .repeat_interleave(2, 1)
+                                                  .repeat_interleave(2, 2)));
+  BatchLoaderOptions same = Options(6);
+  same.resize_to = 8;
+  BatchLoader same_loader(binary, same);
+  BatchLoader plain_loader(binary, Options(6));
+  const Batch a = RunEpoch(same_loader, 0).batches.at(0);
+  const Batch b = RunEpoch(plain_loader, 0).batches.at(0);
+  EXPECT_TRUE(torch::equal(a.images, b.images));
+  EXPECT_TRUE(torch::equal(a.targets, b.targets));
+
+  // Classification: images resized, labels as stored.
+  const TensorDataset labels = Indexed(5, 3, 4);
+  BatchLoaderOptions classify = Options(5);
+  classify.resize_to = 12;
+  BatchLoader classify_loader(labels, classify);
+  const Batch c = RunEpoch(classify_loader, 0).batches.at(0);
+  EXPECT_EQ(c.images.sizes(), (std::vector<int64_t>{5, 3, 12, 12}));
+  EXPECT_TRUE(torch::equal(c.targets, c.indices));
+}
+
+// The transform sees float images in [0, 1] (0 and 255 stored become exactly 0 and 1), already at
+// resize_to, and what it leaves is normalised afterwards.
+TEST(BatchLoaderTest, TransformSeesUnitImagesAtModelSizeBeforeNormalisation) {
+  TensorDataset data = Indexed(4, 3, 6);
+  data.images.select(0, 0).fill_(0);
+  data.images.select(0, 3).fill_(255);
+  auto seen = std::make_shared<std::vector<torch::Tensor>>();
+  BatchLoaderOptions options = Options(4, /*prefetch=*/true);
+  options.shuffle = false;
+  options.resize_to = 10;
+  options.transform = [seen](Batch& batch, uint64_t) {
+    seen->push_back(batch.images.clone());
+    batch.images.select(0, 1).fill_(0.75);  // (0.75 - 0.5) / 0.25 = 1 once normalised
+  };
+  BatchLoader loader(data, options);
+  const Pass pass = RunEpoch(loader, 0);
+  ASSERT_EQ(seen->size(), 1u);
+  const torch::Tensor images = seen->front();
+  EXPECT_EQ(images.scalar_type(), torch::kFloat);
+  EXPECT_EQ(images.sizes(), (std::vector<int64_t>{4, 3, 10, 10}));
+  EXPECT_EQ(images.min().item<float>(), 0.0f);
+  EXPECT_EQ(images.max().item<float>(), 1.0f);
+  EXPECT_TRUE(torch::allclose(images.select(0, 2), torch::full({3, 10, 10}, 2.0f / 255.0f)));
+  const torch::Tensor out = pass.batches.at(0).images;
+  EXPECT_TRUE(torch::allclose(out.select(0, 0), torch::full({3, 10, 10}, -2.0f)));
+  EXPECT_TRUE(torch::allclose(out.select(0, 1), torch::full({3, 10, 10}, 1.0f)));
+  EXPECT_TRUE(torch::allclose(out.select(0, 3), torch::full({3, 10, 10}, 2.0f)));
 }
 
 TEST(BatchLoaderTest, EmptyDataSet) {

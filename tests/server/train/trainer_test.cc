@@ -2,7 +2,11 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <filesystem>
+#include <memory>
+#include <set>
+#include <utility>
 
 #include "server/train/checkpoint.h"
 #include "tests/server/train/tiny_network.h"
@@ -141,8 +145,7 @@ TEST_F(TrainerTest, BadOptionsAreErrorsNamingTheField) {
   options_.batch_size = 0;
   StatusOr<TrainResult> result = Trainer(MakeTinyNetwork(), options_).Run(data_);
   EXPECT_EQ(result.status().code(), StatusCode::kInvalidArgument);
-  EXPECT_NE(std::string(result.status().message()).find("training.batch_size"),
-            std::string::npos);
+  EXPECT_NE(std::string(result.status().message()).find("training.batch_size"), std::string::npos);
 
   options_.batch_size = 8;
   options_.monitor = "accuracy";
@@ -173,6 +176,50 @@ TEST_F(TrainerTest, EvaluationIsDeterministicInEvalMode) {
   auto b = trainer.Evaluate(data_.val);
   ASSERT_TRUE(a.ok() && b.ok());
   EXPECT_DOUBLE_EQ(a->first, b->first);  // dropout off, BatchNorm statistics fixed
+}
+
+// The tiny network, recording the input sizes it was given.
+class SizeRecordingNetwork : public testing::TinyNetworkImpl {
+ public:
+  torch::Tensor forward(torch::Tensor images) override {
+    sizes.insert({images.size(2), images.size(3)});
+    return TinyNetworkImpl::forward(images);
+  }
+  std::set<std::pair<int64_t, int64_t>> sizes;
+};
+
+// The fixture's data are stored at 16x16; with input_size 32 training, validation, the
+// transform and Evaluate all see 32x32 (and the masks, resized alike, fit the logits).
+TEST_F(TrainerTest, InputSizeResizesEveryBatchOnTheDevice) {
+  options_.epochs = 2;
+  options_.input_size = 32;
+  auto transform_sizes = std::make_shared<std::set<std::pair<int64_t, int64_t>>>();
+  options_.train_transform = [transform_sizes](Batch& batch, uint64_t) {
+    transform_sizes->insert({batch.images.size(2), batch.targets.size(2)});
+  };
+  torch::manual_seed(7);
+  auto network = std::make_shared<SizeRecordingNetwork>();
+  Trainer trainer(network, options_);
+  StatusOr<TrainResult> result = trainer.Run(data_);
+  ASSERT_TRUE(result.ok()) << result.status();
+  ASSERT_EQ(result->history.size(), 2u);
+  EXPECT_LT(result->history.back().train_loss, result->history.front().train_loss);
+  const std::set<std::pair<int64_t, int64_t>> only_32 = {{32, 32}};
+  EXPECT_EQ(network->sizes, only_32);
+  EXPECT_EQ(*transform_sizes, only_32);  // images and masks alike
+
+  network->sizes.clear();
+  auto evaluation = trainer.Evaluate(data_.val);
+  ASSERT_TRUE(evaluation.ok()) << evaluation.status();
+  EXPECT_EQ(network->sizes, only_32);
+  EXPECT_TRUE(std::isfinite(evaluation->first));
+  EXPECT_GT(evaluation->second.at("dice"), 0.0);
+
+  options_.input_size = -1;
+  StatusOr<TrainResult> bad = Trainer(MakeTinyNetwork(), options_).Run(data_);
+  EXPECT_EQ(bad.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(std::string(bad.status().message()).find("training.input_size: -1"), std::string::npos)
+      << bad.status().message();
 }
 
 }  // namespace

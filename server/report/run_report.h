@@ -1,0 +1,36 @@
+// Everything a finished run leaves for people besides checkpoints: predictions of the trained
+// network on validation images (samples.png), the confusion matrix (confusion.png), the curves,
+// report.md and run_summary.json. Used by selene-train now and by the server's job runner later,
+// so both write the same files.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "models/network.h"
+#include "selene/v1/job_spec.pb.h"
+#include "server/train/tensor_dataset.h"
+#include "server/train/trainer.h"
+
+namespace selene::report {
+
+struct RunReportInputs {
+  std::string name;           // the run's name (spec name, or the output folder)
+  v1::JobSpec resolved_spec;  // with defaults filled in
+  models::Network network;    // with the weights to show (best.pt's)
+  const train::TensorDataset* validation = nullptr;  // must outlive the call
+  train::Normalization normalization;
+  int64_t input_size = 0;  // the network's input side; 0 = as stored
+  torch::Device device = torch::kCPU;
+  train::TrainResult result;
+  std::string data_summary;  // human text about the data, for report.md
+  double total_seconds = 0.0;
+};
+
+// The files written into `dir`, in order: curves.png, samples.png, confusion.png (classification
+// only), report.md, run_summary.json. Stops at the first failure, naming the file.
+StatusOr<std::vector<std::string>> WriteRunReport(const std::string& dir,
+                                                  const RunReportInputs& inputs);
+
+}  // namespace selene::report

@@ -1,0 +1,110 @@
+// Dynamic batching for one model: requests (images already resized to the model's input) wait in
+// a bounded queue; one worker thread takes the oldest, gathers more for up to max_queue_delay
+// (counted from the oldest's arrival) or until max_batch_size, and runs one batch function call
+// for all of them. Torch-free: the batch function (ServableModel's forward pass) is given in.
+//
+// One worker per loaded model rather than one for all models: a slow model then never holds up
+// another's queue, and the registry bounds the loaded models (so the workers) to a few. Each
+// worker narrows its own OpenMP team to inference_threads, so inference and training sharing the
+// CPU each get a fixed share instead of oversubscribing it.
+#pragma once
+
+#include <opencv2/core.hpp>
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "common/status.h"
+
+namespace selene::serving {
+
+struct DynamicBatcherOptions {
+  int max_batch_size = 8;  // 1 = batching off: each request runs alone, without waiting
+  absl::Duration max_queue_delay = absl::Milliseconds(5);
+  int max_queue = 64;          // waiting requests beyond this are refused (ResourceExhausted)
+  int inference_threads = 1;   // the worker's intra-op (OpenMP) threads; <= 0 leaves torch's own
+  std::string name = "model";  // for messages: "model job-3"
+};
+
+// One image's raw model output, e.g. logits [1, H, W] or [K].
+struct ModelOutput {
+  std::vector<int64_t> shape;
+  std::vector<float> values;
+};
+
+// Runs a batch: images are what Submit was given, in order. Returns one output per image, or an
+// error for the whole batch. Called on the worker thread only; must not throw.
+using BatchFunction =
+    std::function<StatusOr<std::vector<ModelOutput>>(const std::vector<cv::Mat>& images)>;
+
+using OutputCallback = std::function<void(StatusOr<ModelOutput>)>;
+
+struct BatcherStats {
+  int64_t batches = 0;                     // batch function calls
+  int64_t requests = 0;                    // requests that ran in them
+  std::vector<int64_t> batch_size_counts;  // [s] = batches of s requests, s in 1..max_batch_size
+  int64_t rejected_queue_full = 0;
+  int64_t expired = 0;  // answered DeadlineExceeded without running
+  int64_t queued = 0;   // waiting now
+};
+
+class DynamicBatcher {
+ public:
+  // Starts the worker thread.
+  DynamicBatcher(DynamicBatcherOptions options, BatchFunction run_batch);
+  // Stop()s.
+  ~DynamicBatcher();
+  DynamicBatcher(const DynamicBatcher&) = delete;
+  DynamicBatcher& operator=(const DynamicBatcher&) = delete;
+
+  // Queues `image`; `done` is called exactly once, on the worker thread (or on this thread when
+  // the request is refused at once: queue full, stopped, deadline already passed). A request
+  // whose deadline passes before its batch runs is answered DeadlineExceeded and skipped.
+  void Submit(cv::Mat image, absl::Time deadline, OutputCallback done);
+
+  // Submit and wait for the answer.
+  StatusOr<ModelOutput> Run(cv::Mat image, absl::Time deadline = absl::InfiniteFuture());
+
+  // Refuses new requests (Unavailable), runs those already queued, then joins the worker.
+  // Idempotent.
+  void Stop();
+
+  BatcherStats stats() const;
+  const DynamicBatcherOptions& options() const { return options_; }
+
+ private:
+  struct Request {
+    cv::Mat image;
+    absl::Time deadline;
+    absl::Time arrival;
+    OutputCallback done;
+  };
+
+  bool HasWorkOrStopping() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool BatchFullOrStopping() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void WorkerLoop();
+  // Waits for the next batch; empty when stopped with nothing left.
+  std::vector<Request> NextBatch();
+  void RunBatch(std::vector<Request> batch);
+
+  const DynamicBatcherOptions options_;
+  const BatchFunction run_batch_;
+
+  mutable absl::Mutex mu_;
+  std::deque<Request> queue_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  BatcherStats stats_ ABSL_GUARDED_BY(mu_);
+
+  absl::Mutex join_mu_;  // serialises Stop() callers around the join
+  std::thread worker_;   // owned: joined by Stop()
+};
+
+}  // namespace selene::serving

@@ -1,0 +1,215 @@
+#include "server/serving/servable_model.h"
+
+#include <c10/core/InferenceMode.h>
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <cstring>
+#include <exception>
+#include <filesystem>
+#include <fstream>
+#include <utility>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "models/network.h"
+#include "server/jobs/job_spec.h"
+#include "server/jobs/training_plan.h"
+#include "server/train/batch_loader.h"
+#include "server/train/checkpoint.h"
+#include "server/train/tensor_dataset.h"
+
+namespace selene::serving {
+namespace {
+
+// Lines of class_names.txt, or empty when the file is absent or unreadable (the caller falls
+// back to generated names).
+std::vector<std::string> ReadClassNames(const std::string& checkpoint_path) {
+  const std::filesystem::path file =
+      std::filesystem::path(checkpoint_path).parent_path() / "class_names.txt";
+  std::ifstream in(file);
+  std::vector<std::string> names;
+  if (!in) return names;
+  std::string line;
+  while (std::getline(in, line)) {
+    names.push_back(std::string(absl::StripAsciiWhitespace(line)));
+  }
+  while (!names.empty() && names.back().empty()) names.pop_back();
+  return names;
+}
+
+StatusOr<v1::JobSpec> SpecOf(const ServableModelRecord& record) {
+  if (record.spec.task() != v1::TASK_UNSPECIFIED) return record.spec;
+  // A catalog that only knows the checkpoint: its metadata is the resolved spec as JSON.
+  StatusOr<std::string> metadata = train::ReadCheckpointMetadata(record.checkpoint_path);
+  if (!metadata.ok()) {
+    return InvalidArgumentError(absl::StrCat("model ", record.job_id, ": no spec, and checkpoint ",
+                                             record.checkpoint_path,
+                                             " cannot be read: ", metadata.status().message()));
+  }
+  StatusOr<v1::JobSpec> parsed = jobs::ParseJobSpecJson(*metadata, record.checkpoint_path);
+  if (!parsed.ok() || parsed->task() == v1::TASK_UNSPECIFIED) {
+    return InvalidArgumentError(absl::StrCat("model ", record.job_id,
+                                             ": no spec, and the metadata of checkpoint ",
+                                             record.checkpoint_path, " is not a job spec"));
+  }
+  return parsed;
+}
+
+}  // namespace
+
+StatusOr<ModelDescription> DescribeModel(const ServableModelRecord& record) {
+  ModelDescription d;
+  SELENE_ASSIGN_OR_RETURN(v1::JobSpec spec, SpecOf(record));
+  d.spec = jobs::ResolveDefaults(spec);
+  d.task = d.spec.task();
+  if (d.spec.model().family_case() == v1::ModelSpec::FAMILY_NOT_SET) {
+    return InvalidArgumentError(absl::StrCat("model ", record.job_id, ": its spec has no model"));
+  }
+  d.network = jobs::ResolveNetworkSpec(d.spec);
+  // best.pt holds the encoder's trained weights too; the classifier it started from may be gone.
+  d.network.encoder_unet.encoder_checkpoint.clear();
+  d.family = models::FamilyName(d.network.family);
+  switch (d.network.family) {
+    case models::Family::kClassifier:
+      d.in_channels = d.network.classifier.in_channels;
+      d.num_outputs = d.network.classifier.num_classes;
+      break;
+    case models::Family::kUNet:
+      d.in_channels = d.network.unet.in_channels;
+      d.num_outputs = d.network.unet.out_channels;
+      break;
+    case models::Family::kEncoderUNet:
+      d.in_channels = d.network.encoder_unet.encoder.in_channels;
+      d.num_outputs = d.network.encoder_unet.out_channels;
+      break;
+  }
+  d.input_size = d.spec.data().image_size();
+  if (d.input_size <= 0 || d.num_outputs <= 0 || (d.in_channels != 1 && d.in_channels != 3)) {
+    return InvalidArgumentError(absl::StrCat("model ", record.job_id, ": cannot serve input size ",
+                                             d.input_size, ", ", d.in_channels, " input channels, ",
+                                             d.num_outputs, " outputs"));
+  }
+  d.normalize_mean.assign(d.spec.data().normalize_mean().begin(),
+                          d.spec.data().normalize_mean().end());
+  d.normalize_std.assign(d.spec.data().normalize_std().begin(),
+                         d.spec.data().normalize_std().end());
+  if (d.normalize_mean.empty()) d.normalize_mean = {0.5};
+  if (d.normalize_std.empty()) d.normalize_std = {0.25};
+
+  d.class_names = ReadClassNames(record.checkpoint_path);
+  if (static_cast<int64_t>(d.class_names.size()) != d.num_outputs) {
+    d.class_names.clear();
+    if (d.task == v1::TASK_BINARY_SEGMENTATION && d.num_outputs == 1) {
+      d.class_names.push_back("foreground");
+    } else {
+      for (int64_t i = 0; i < d.num_outputs; ++i)
+        d.class_names.push_back(absl::StrCat("class_", i));
+    }
+  }
+  return d;
+}
+
+struct ServableModel::Torch {
+  models::Network network;
+  train::Normalization normalization;
+};
+
+ServableModel::ServableModel(ServableModelRecord record, ModelDescription description)
+    : record_(std::move(record)), description_(std::move(description)) {}
+
+ServableModel::~ServableModel() {
+  if (batcher_ != nullptr) batcher_->Stop();
+}
+
+StatusOr<std::shared_ptr<ServableModel>> ServableModel::Load(
+    const ServableModelRecord& record, DynamicBatcherOptions batcher_options) {
+  SELENE_ASSIGN_OR_RETURN(ModelDescription description, DescribeModel(record));
+  auto torch_state = std::make_unique<Torch>();
+  int64_t parameters = 0;
+  try {
+    jobs::TrainingPlan plan;
+    plan.resolved_spec = description.spec;
+    plan.network = description.network;
+    StatusOr<models::Network> built = jobs::BuildPlannedNetwork(plan);
+    if (!built.ok()) {
+      return InternalError(absl::StrCat("model ", record.job_id,
+                                        ": cannot build its network: ", built.status().message()));
+    }
+    models::Network network = std::move(built).value();
+    Status loaded = train::LoadCheckpoint(record.checkpoint_path, *network);
+    if (!loaded.ok()) {
+      return InternalError(absl::StrCat("model ", record.job_id, ": cannot load checkpoint ",
+                                        record.checkpoint_path, ": ", loaded.message()));
+    }
+    network->eval();
+    for (torch::Tensor& p : network->parameters()) p.set_requires_grad(false);
+    parameters = models::CountParameters(*network);
+    torch_state->network = std::move(network);
+    torch_state->normalization.mean = description.normalize_mean;
+    torch_state->normalization.std = description.normalize_std;
+  } catch (const std::exception& e) {
+    return InternalError(absl::StrCat("model ", record.job_id, ": loading ", record.checkpoint_path,
+                                      ": ", e.what()));
+  }
+
+  std::shared_ptr<ServableModel> model(new ServableModel(record, std::move(description)));
+  model->torch_ = std::move(torch_state);
+  model->parameters_ = parameters;
+  batcher_options.name = absl::StrCat("model ", record.job_id);
+  // The batcher belongs to the model and is stopped in its destructor, so the raw pointer never
+  // outlives it.
+  ServableModel* raw = model.get();
+  model->batcher_ = std::make_unique<DynamicBatcher>(
+      std::move(batcher_options),
+      [raw](const std::vector<cv::Mat>& images) { return raw->RunBatch(images); });
+  return model;
+}
+
+StatusOr<ModelOutput> ServableModel::Infer(cv::Mat image, absl::Time deadline) {
+  return batcher_->Run(std::move(image), deadline);
+}
+
+StatusOr<std::vector<ModelOutput>> ServableModel::RunBatch(const std::vector<cv::Mat>& images) {
+  const int64_t side = description_.input_size;
+  const int64_t channels = description_.in_channels;
+  const int expected_type = channels == 1 ? CV_8UC1 : CV_8UC3;
+  for (const cv::Mat& image : images) {
+    if (image.type() != expected_type || image.rows != side || image.cols != side) {
+      return InvalidArgumentError(absl::StrCat(
+          "model ", record_.job_id, " takes ", side, "x", side, " images with ", channels,
+          " channels; got ", image.cols, "x", image.rows, " with ", image.channels()));
+    }
+  }
+  if (images.empty()) return std::vector<ModelOutput>();
+  try {
+    c10::InferenceMode inference;
+    const int64_t batch = static_cast<int64_t>(images.size());
+    torch::Tensor hwc = torch::empty({batch, side, side, channels}, torch::kUInt8);
+    const size_t bytes = static_cast<size_t>(side * side * channels);
+    uint8_t* dst = hwc.data_ptr<uint8_t>();
+    for (int64_t i = 0; i < batch; ++i) {
+      const cv::Mat& image = images[static_cast<size_t>(i)];
+      const cv::Mat continuous = image.isContinuous() ? image : image.clone();
+      std::memcpy(dst + i * bytes, continuous.data, bytes);
+    }
+    torch::Tensor x = train::NormalizeImages(hwc.permute({0, 3, 1, 2}).contiguous(),
+                                             torch_->normalization, torch::kCPU);
+    torch::Tensor logits = torch_->network->forward(x).to(torch::kFloat).contiguous();
+    std::vector<int64_t> shape(logits.sizes().begin() + 1, logits.sizes().end());
+    const int64_t per_image = logits.numel() / batch;
+    const float* src = logits.data_ptr<float>();
+    std::vector<ModelOutput> outputs(static_cast<size_t>(batch));
+    for (int64_t i = 0; i < batch; ++i) {
+      ModelOutput& out = outputs[static_cast<size_t>(i)];
+      out.shape = shape;
+      out.values.assign(src + i * per_image, src + (i + 1) * per_image);
+    }
+    return outputs;
+  } catch (const std::exception& e) {
+    return InternalError(absl::StrCat("model ", record_.job_id, ": forward pass over ",
+                                      images.size(), " images failed: ", e.what()));
+  }
+}
+
+}  // namespace selene::serving

@@ -1,0 +1,287 @@
+// Tests server/jobs/job_runner.h: one job of a temporary job store run on the CPU with tiny
+// synthetic specs: its events (epochs, throttled step progress with an ETA), the artifacts in its
+// folder, refusals that name the field or file, stop requests, and the thread count it trains with.
+#include "server/jobs/job_runner.h"
+
+#include <ATen/Parallel.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/time/clock.h"
+#include "server/jobs/job_spec.h"
+#include "server/jobs/job_store.h"
+#include "server/train/threads.h"
+
+namespace selene::jobs {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+v1::JobSpec MoonSpec(int64_t epochs = 2) {
+  StatusOr<v1::JobSpec> spec = ParseJobSpecJson(R"json({
+    "name": "tiny-moon",
+    "task": "binary_segmentation",
+    "model": {"unet": {"base_width": 4}},
+    "data": {"kind": "synthetic_moon", "num_samples": 16, "image_size": 32},
+    "training": {"epochs": 2, "batch_size": 4, "monitor": "dice"}
+  })json");
+  EXPECT_TRUE(spec.ok()) << spec.status();
+  spec->mutable_training()->set_epochs(epochs);
+  return *spec;
+}
+
+std::string ReadFile(const fs::path& path) {
+  std::ifstream file(path);
+  std::stringstream text;
+  text << file.rdbuf();
+  return text.str();
+}
+
+class JobRunnerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() /
+           ("job_runner_test_" + std::to_string(::getpid()) + "_" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+    StatusOr<std::unique_ptr<JobStore>> store = JobStore::Open((dir_ / "jobs.db").string());
+    ASSERT_TRUE(store.ok()) << store.status();
+    store_ = std::move(store).value();
+    options_.state_dir = (dir_ / "state").string();
+    options_.data_root = (dir_ / "data").string();
+    fs::create_directories(dir_ / "data");  // empty: file data sets are missing
+    options_.training_threads = 1;
+    options_.progress_interval = absl::ZeroDuration();  // every step: the tests count them
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  // Submits `spec` and starts it on the CPU, as the scheduler would.
+  v1::Job Started(const v1::JobSpec& spec) {
+    StatusOr<SubmitResult> submitted = store_->Submit(spec, "");
+    EXPECT_TRUE(submitted.ok()) << submitted.status();
+    StatusOr<v1::Job> started = store_->Start(submitted->job.id(), "cpu");
+    EXPECT_TRUE(started.ok()) << started.status();
+    return *started;
+  }
+
+  std::vector<v1::JobEvent> Events(const std::string& id) {
+    StatusOr<std::vector<v1::JobEvent>> events = store_->Events(id);
+    EXPECT_TRUE(events.ok()) << events.status();
+    return *events;
+  }
+
+  fs::path dir_;
+  std::unique_ptr<JobStore> store_;
+  JobRunnerOptions options_;
+};
+
+TEST_F(JobRunnerTest, BinaryJobRecordsEpochsProgressAndLeavesEveryArtifact) {
+  const v1::Job job = Started(MoonSpec());
+  JobRunner runner(store_.get(), options_);
+  StopRequest stop;
+  const RunOutcome outcome = runner.Run(job, "cpu", stop);
+  ASSERT_EQ(outcome.kind, RunOutcome::Kind::kSucceeded) << outcome.reason;
+
+  const fs::path folder = JobFolder(options_.state_dir, job.id());
+  EXPECT_EQ(folder, fs::path(options_.state_dir) / "jobs" / job.id());
+  for (const char* name :
+       {"best.pt", "last.pt", "history.csv", "metrics.json", "report.md", "curves.png",
+        "samples.png", "run_summary.json", "class_names.txt", "spec.json", "data_summary.json"}) {
+    EXPECT_TRUE(fs::is_regular_file(folder / name)) << name;
+    EXPECT_GT(fs::file_size(folder / name), 0u) << name;
+  }
+  EXPECT_EQ(ReadFile(folder / kClassNamesFile), "rock\n");
+  // spec.json is the spec as run: on the given device, with the runner's thread count.
+  StatusOr<v1::JobSpec> written = ParseJobSpecJson(ReadFile(folder / kSpecFile));
+  ASSERT_TRUE(written.ok()) << written.status();
+  EXPECT_EQ(written->training().device(), "cpu");
+  EXPECT_EQ(written->training().threads(), 1);
+  EXPECT_EQ(written->training().epochs(), 2);
+  // history.csv: a header and one row per epoch.
+  const std::string history = ReadFile(folder / "history.csv");
+  EXPECT_EQ(std::count(history.begin(), history.end(), '\n'), 3) << history;
+
+  std::vector<int64_t> epochs;
+  std::vector<v1::StepProgress> steps;
+  for (const v1::JobEvent& event : Events(job.id())) {
+    if (event.has_epoch_end()) {
+      const v1::EpochEnd& e = event.epoch_end();
+      epochs.push_back(e.epoch());
+      EXPECT_EQ(e.epochs(), 2);
+      EXPECT_EQ(e.monitor(), "dice");
+      ASSERT_EQ(e.metrics().count("dice"), 1u);
+      EXPECT_DOUBLE_EQ(e.monitor_value(), e.metrics().at("dice"));
+      EXPECT_GT(e.seconds(), 0.0);
+      EXPECT_GT(e.images_per_second(), 0.0);
+      if (e.epoch() == 1) EXPECT_TRUE(e.is_best());  // the first finite value is always best
+    }
+    if (event.has_step_progress()) steps.push_back(event.step_progress());
+  }
+  EXPECT_THAT(epochs, ElementsAre(1, 2));
+  // Every step reported (interval 0), both epochs, 1-based, with a running loss and an ETA that
+  // counts down to the end of the job.
+  ASSERT_GE(steps.size(), 4u);
+  const int64_t per_epoch = steps.front().steps();
+  EXPECT_EQ(static_cast<int64_t>(steps.size()), 2 * per_epoch);
+  EXPECT_EQ(steps.front().epoch(), 1);
+  EXPECT_EQ(steps.front().step(), 1);
+  EXPECT_EQ(steps.back().epoch(), 2);
+  EXPECT_EQ(steps.back().step(), per_epoch);
+  for (const v1::StepProgress& p : steps) {
+    EXPECT_GT(p.loss(), 0.0);
+    EXPECT_GT(p.images_per_second(), 0.0);
+    EXPECT_GE(p.eta_seconds(), 0.0);
+  }
+  EXPECT_GT(steps.front().eta_seconds(), steps.back().eta_seconds());
+
+  StatusOr<v1::Job> stored = store_->Get(job.id());
+  ASSERT_TRUE(stored.ok());
+  EXPECT_EQ(stored->current_epoch(), 2);
+  EXPECT_GE(stored->best_epoch(), 1);
+  EXPECT_EQ(stored->monitor(), "dice");
+  EXPECT_EQ(stored->state(), v1::JOB_STATE_RUNNING);  // moving it is the scheduler's job
+}
+
+TEST_F(JobRunnerTest, ProgressIsThrottled) {
+  options_.progress_interval = absl::Hours(1);
+  const v1::Job job = Started(MoonSpec());
+  JobRunner runner(store_.get(), options_);
+  StopRequest stop;
+  ASSERT_EQ(runner.Run(job, "cpu", stop).kind, RunOutcome::Kind::kSucceeded);
+  int progress = 0;
+  for (const v1::JobEvent& event : Events(job.id())) progress += event.has_step_progress();
+  EXPECT_EQ(progress, 1);  // the first step only
+}
+
+TEST_F(JobRunnerTest, TrainsWithItsOwnThreadCountWithoutChangingOtherThreads) {
+  train::ConfigureTorchThreads(2);
+  options_.training_threads = 1;
+  const v1::Job job = Started(MoonSpec(1));
+  JobRunner runner(store_.get(), options_);
+  StopRequest stop;
+  RunOutcome outcome;
+  int worker_threads = 0;
+  std::thread worker([&] {
+    outcome = runner.Run(job, "cpu", stop);
+    worker_threads = at::get_num_threads();
+  });
+  worker.join();
+  ASSERT_EQ(outcome.kind, RunOutcome::Kind::kSucceeded) << outcome.reason;
+  EXPECT_EQ(worker_threads, 1);
+  EXPECT_EQ(at::get_num_threads(), 2);
+}
+
+TEST_F(JobRunnerTest, InvalidSpecFailsNamingTheField) {
+  v1::JobSpec spec = MoonSpec();
+  spec.mutable_training()->set_batch_size(0);
+  const v1::Job job = Started(spec);
+  JobRunner runner(store_.get(), options_);
+  StopRequest stop;
+  const RunOutcome outcome = runner.Run(job, "cpu", stop);
+  EXPECT_EQ(outcome.kind, RunOutcome::Kind::kFailed);
+  EXPECT_THAT(outcome.reason, HasSubstr("training.batch_size"));
+}
+
+TEST_F(JobRunnerTest, MissingDataFailsNamingIt) {
+  v1::JobSpec spec = MoonSpec();
+  spec.mutable_data()->set_kind(v1::DATA_KIND_MOON);
+  spec.mutable_data()->set_path("no-such-moon");
+  spec.mutable_data()->clear_num_samples();
+  const v1::Job job = Started(spec);
+  JobRunner runner(store_.get(), options_);
+  StopRequest stop;
+  const RunOutcome outcome = runner.Run(job, "cpu", stop);
+  EXPECT_EQ(outcome.kind, RunOutcome::Kind::kFailed);
+  EXPECT_THAT(outcome.reason, HasSubstr("no-such-moon"));
+}
+
+TEST_F(JobRunnerTest, EncoderJobWithoutCheckpointFailsNamingTheFile) {
+  StatusOr<SubmitResult> classifier = store_->Submit(MoonSpec(), "");  // never runs
+  ASSERT_TRUE(classifier.ok());
+  StatusOr<v1::JobSpec> spec = ParseJobSpecJson(R"json({
+    "task": "binary_segmentation",
+    "model": {"encoder_unet": {"encoder": {"stem_width": 8, "stage_widths": [8, 8, 8, 8],
+              "stage_blocks": [1, 1, 1, 1]}, "decoder_base_width": 4, "encoder_mode": "frozen",
+              "encoder_job_id": "job-1"}},
+    "data": {"kind": "synthetic_moon", "num_samples": 16, "image_size": 32},
+    "training": {"epochs": 1, "batch_size": 4}
+  })json");
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  const v1::Job job = Started(*spec);
+  JobRunner runner(store_.get(), options_);
+  StopRequest stop;
+  const RunOutcome outcome = runner.Run(job, "cpu", stop);
+  EXPECT_EQ(outcome.kind, RunOutcome::Kind::kFailed);
+  EXPECT_THAT(outcome.reason, HasSubstr("model.encoder_unet.encoder_job_id"));
+  EXPECT_THAT(outcome.reason,
+              HasSubstr((fs::path(JobFolder(options_.state_dir, "job-1")) / "best.pt").string()));
+}
+
+TEST_F(JobRunnerTest, StopBeforeTrainingIsCancelledOrInterruptedByItsMeaning) {
+  JobRunner runner(store_.get(), options_);
+  {
+    const v1::Job job = Started(MoonSpec());
+    StopRequest stop;
+    stop.Interrupt();
+    EXPECT_EQ(runner.Run(job, "cpu", stop).kind, RunOutcome::Kind::kInterrupted);
+  }
+  {
+    const v1::Job job = Started(MoonSpec());
+    StopRequest stop;
+    stop.Interrupt();
+    stop.Cancel();  // a cancel wins over a shutdown
+    EXPECT_EQ(runner.Run(job, "cpu", stop).kind, RunOutcome::Kind::kCancelled);
+    StatusOr<std::vector<v1::EpochEnd>> history = store_->History(job.id());
+    ASSERT_TRUE(history.ok());
+    EXPECT_TRUE(history->empty());
+  }
+}
+
+TEST_F(JobRunnerTest, CancelMidRunKeepsLastCheckpointAndStopsWithinAStep) {
+  const v1::Job job = Started(MoonSpec(200));
+  JobRunner runner(store_.get(), options_);
+  StopRequest stop;
+  RunOutcome outcome;
+  std::thread worker([&] { outcome = runner.Run(job, "cpu", stop); });
+  // Wait for training to be under way, then cancel.
+  int64_t seen = 0;
+  const absl::Time deadline = absl::Now() + absl::Seconds(60);
+  while (seen == 0 && absl::Now() < deadline) {
+    for (const v1::JobEvent& event : Events(job.id())) seen += event.has_step_progress();
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  ASSERT_GT(seen, 0);
+  stop.Cancel();
+  StatusOr<v1::Job> at_cancel = store_->Get(job.id());
+  worker.join();
+  ASSERT_TRUE(at_cancel.ok());
+  EXPECT_EQ(outcome.kind, RunOutcome::Kind::kCancelled) << outcome.reason;
+  const fs::path folder = JobFolder(options_.state_dir, job.id());
+  EXPECT_TRUE(fs::exists(folder / "last.pt"));
+  int steps_after = 0;
+  for (const v1::JobEvent& event : Events(job.id())) {
+    if (event.sequence() > at_cancel->last_event_sequence())
+      steps_after += event.has_step_progress();
+  }
+  EXPECT_LE(steps_after, 1);  // at most the step that was under way
+  StatusOr<v1::Job> stored = store_->Get(job.id());
+  ASSERT_TRUE(stored.ok());
+  EXPECT_LT(stored->current_epoch(), 200);
+}
+
+}  // namespace
+}  // namespace selene::jobs

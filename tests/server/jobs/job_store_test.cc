@@ -1,0 +1,775 @@
+// Tests for server/jobs/job_store.h on temporary SQLite files: the job life cycle, event
+// numbering, queue order, dependencies, idempotent submits and what survives reopening the file.
+#include "server/jobs/job_store.h"
+
+#include <sqlite3.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/synchronization/mutex.h"
+#include "gmock/gmock.h"
+#include "google/protobuf/util/message_differencer.h"
+#include "gtest/gtest.h"
+
+namespace selene::jobs {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+v1::JobSpec MoonSpec(const std::string& name, int64_t epochs = 3) {
+  v1::JobSpec spec;
+  spec.set_name(name);
+  spec.set_task(v1::TASK_BINARY_SEGMENTATION);
+  spec.mutable_model()->mutable_unet()->set_base_width(8);
+  spec.mutable_data()->set_kind(v1::DATA_KIND_SYNTHETIC_MOON);
+  spec.mutable_training()->set_epochs(epochs);
+  return spec;
+}
+
+v1::JobSpec ClassifierSpec(const std::string& name) {
+  v1::JobSpec spec;
+  spec.set_name(name);
+  spec.set_task(v1::TASK_CLASSIFICATION);
+  spec.mutable_model()->mutable_classifier();
+  spec.mutable_data()->set_kind(v1::DATA_KIND_SYNTHETIC_SHAPES);
+  return spec;
+}
+
+v1::JobSpec EncoderUNetSpec(const std::string& name, const std::string& encoder_job_id) {
+  v1::JobSpec spec = MoonSpec(name);
+  v1::EncoderUNetSpec* e = spec.mutable_model()->mutable_encoder_unet();
+  e->set_encoder_mode(v1::ENCODER_MODE_FROZEN);
+  e->set_encoder_job_id(encoder_job_id);
+  return spec;
+}
+
+v1::JobEvent Progress(int64_t step) {
+  v1::JobEvent event;
+  v1::StepProgress* p = event.mutable_step_progress();
+  p->set_epoch(1);
+  p->set_step(step);
+  p->set_steps(10);
+  p->set_loss(0.5);
+  return event;
+}
+
+v1::EpochEnd Epoch(int64_t epoch, double dice, bool is_best) {
+  v1::EpochEnd e;
+  e.set_epoch(epoch);
+  e.set_epochs(3);
+  e.set_train_loss(1.0 / epoch);
+  e.set_val_loss(1.5 / epoch);
+  (*e.mutable_metrics())["dice"] = dice;
+  (*e.mutable_metrics())["iou"] = dice * 0.8;
+  e.set_monitor("dice");
+  e.set_monitor_value(dice);
+  e.set_is_best(is_best);
+  return e;
+}
+
+std::vector<std::string> Ids(const std::vector<v1::Job>& jobs) {
+  std::vector<std::string> ids;
+  for (const v1::Job& job : jobs) ids.push_back(job.id());
+  return ids;
+}
+
+class JobStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+    dir_ = std::filesystem::temp_directory_path() /
+           ("selene_job_store_test_" + std::string(info->name()) + "_" + std::to_string(getpid()));
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(dir_);
+    path_ = (dir_ / "jobs.db").string();
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  std::unique_ptr<JobStore> OpenStore() {
+    auto store = JobStore::Open(path_);
+    EXPECT_TRUE(store.ok()) << store.status();
+    return store.ok() ? std::move(store).value() : nullptr;
+  }
+
+  v1::Job MustSubmit(JobStore& store, const v1::JobSpec& spec, int32_t priority = 0,
+                     const std::string& request_id = "") {
+    auto result = store.Submit(spec, request_id, priority);
+    EXPECT_TRUE(result.ok()) << result.status();
+    return result.ok() ? result->job : v1::Job();
+  }
+
+  v1::Job MustGet(JobStore& store, const std::string& id) {
+    auto job = store.Get(id);
+    EXPECT_TRUE(job.ok()) << job.status();
+    return job.ok() ? *job : v1::Job();
+  }
+
+  std::vector<v1::JobEvent> MustEvents(JobStore& store, const std::string& id, int64_t after = 0,
+                                       int64_t limit = 0) {
+    auto events = store.Events(id, after, limit);
+    EXPECT_TRUE(events.ok()) << events.status();
+    return events.ok() ? *events : std::vector<v1::JobEvent>();
+  }
+
+  std::filesystem::path dir_;
+  std::string path_;
+};
+
+TEST_F(JobStoreTest, SubmitQueuesJobsWithIncreasingIdsAndAFirstEvent) {
+  auto store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  v1::JobSpec with_defaults = MoonSpec("defaults");
+  with_defaults.mutable_training()->clear_epochs();
+
+  auto first = store->Submit(MoonSpec("a", 3), "", 0);
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_TRUE(first->created);
+  EXPECT_EQ(first->job.id(), "job-1");
+  const v1::Job second = MustSubmit(*store, with_defaults, 2);
+  EXPECT_EQ(second.id(), "job-2");
+
+  const v1::Job got = MustGet(*store, "job-2");
+  EXPECT_EQ(got.state(), v1::JOB_STATE_QUEUED);
+  EXPECT_EQ(got.name(), "defaults");
+  EXPECT_EQ(got.priority(), 2);
+  EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(got.spec(), with_defaults));
+  EXPECT_EQ(got.epochs(), 10) << "unset training.epochs resolves to its default";
+  EXPECT_EQ(got.monitor(), "dice") << "binary segmentation monitors dice by default";
+  EXPECT_GT(got.create_time().seconds(), 1600000000);
+  EXPECT_FALSE(got.has_start_time());
+  EXPECT_TRUE(got.depends_on().empty());
+  EXPECT_EQ(got.last_event_sequence(), 1);
+  EXPECT_EQ(MustGet(*store, "job-1").epochs(), 3);
+
+  const auto events = MustEvents(*store, "job-2");
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].job_id(), "job-2");
+  EXPECT_EQ(events[0].sequence(), 1);
+  ASSERT_TRUE(events[0].has_state_change());
+  EXPECT_EQ(events[0].state_change().from_state(), v1::JOB_STATE_UNSPECIFIED);
+  EXPECT_EQ(events[0].state_change().to_state(), v1::JOB_STATE_QUEUED);
+}
+
+TEST_F(JobStoreTest, UnknownJobIsNotFoundNamingTheId) {
+  auto store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  auto job = store->Get("job-42");
+  EXPECT_EQ(job.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(job.status().message(), HasSubstr("job-42"));
+  EXPECT_EQ(store->Events("job-42").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(store->Transition("job-42", v1::JOB_STATE_RUNNING).status().code(),
+            absl::StatusCode::kNotFound);
+}
+
+TEST_F(JobStoreTest, IdsAreNeverReusedAcrossReopening) {
+  {
+    auto store = OpenStore();
+    ASSERT_NE(store, nullptr);
+    MustSubmit(*store, MoonSpec("a"));
+    MustSubmit(*store, MoonSpec("b"));
+  }
+  auto store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(MustSubmit(*store, MoonSpec("c")).id(), "job-3");
+  EXPECT_EQ(MustGet(*store, "job-1").name(), "a");
+}
+
+TEST_F(JobStoreTest, ListPagesNewestFirstAndStaysStableUnderInserts) {
+  auto store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  for (int i = 1; i <= 7; ++i) MustSubmit(*store, MoonSpec("j" + std::to_string(i)));
+
+  auto page1 = store->List(v1::JOB_STATE_UNSPECIFIED, 3, "");
+  ASSERT_TRUE(page1.ok()) << page1.status();
+  EXPECT_EQ(Ids(page1->jobs), (std::vector<std::string>{"job-7", "job-6", "job-5"}));
+  ASSERT_FALSE(page1->next_page_token.empty());
+
+  // A job submitted between pages shows up on a new first page, not in the middle.
+  MustSubmit(*store, MoonSpec("late"));
+  auto page2 = store->List(v1::JOB_STATE_UNSPECIFIED, 3, page1->next_page_token);
+  ASSERT_TRUE(page2.ok()) << page2.status();
+  EXPECT_EQ(Ids(page2->jobs), (std::vector<std::string>{"job-4", "job-3", "job-2"}));
+  auto page3 = store->List(v1::JOB_STATE_UNSPECIFIED, 3, page2->next_page_token);
+  ASSERT_TRUE(page3.ok()) << page3.status();
+  EXPECT_EQ(Ids(page3->jobs), (std::vector<std::string>{"job-1"}));
+  EXPECT_TRUE(page3->next_page_token.empty());
+
+  // Exactly a full last page: no token pointing at an empty page.
+  auto exact = store->List(v1::JOB_STATE_UNSPECIFIED, 8, "");
+  ASSERT_TRUE(exact.ok());
+  EXPECT_EQ(exact->jobs.size(), 8u);
+  EXPECT_TRUE(exact->next_page_token.empty());
+}
+
+TEST_F(JobStoreTest, ListFiltersByStateAndChecksItsArguments) {
+  auto store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  for (int i = 1; i <= 5; ++i) MustSubmit(*store, MoonSpec("j" + std::to_string(i)));
+  ASSERT_TRUE(store->Start("job-2", "cpu").ok());
+  ASSERT_TRUE(store->Start("job-4", "cpu").ok());
+  ASSERT_TRUE(store->Transition("job-5", v1::JOB_STATE_CANCELLED).ok());
+
+  auto running = store->List(v1::JOB_STATE_RUNNING, 1, "");
+  ASSERT_TRUE(running.ok()) << running.status();
+  EXPECT_EQ(Ids(running->jobs), (std::vector<std::string>{"job-4"}));
+  auto running2 = store->List(v1::JOB_STATE_RUNNING, 1, running->next_page_token);
+  ASSERT_TRUE(running2.ok()) << running2.status();
+  EXPECT_EQ(Ids(running2->jobs), (std::vector<std::string>{"job-2"}));
+  EXPECT_TRUE(running2->next_page_token.empty());
+
+  auto queued = store->List(v1::JOB_STATE_QUEUED);
+  ASSERT_TRUE(queued.ok());
+  EXPECT_EQ(Ids(queued->jobs), (std::vector<std::string>{"job-3", "job-1"}));
+
+  // A token belongs to its filter; garbage and negative sizes are refused.
+  auto wrong_filter = store->List(v1::JOB_STATE_QUEUED, 1, running->next_page_token);
+  EXPECT_EQ(wrong_filter.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(wrong_filter.status().message(), HasSubstr("RUNNING"));
+  EXPECT_EQ(store->List(v1::JOB_STATE_UNSPECIFIED, 3, "not-a-token").status().code(),
+            absl::StatusCode::kInvalidArgument);
+  auto negative = store->List(v1::JOB_STATE_UNSPECIFIED, -1, "");
+  EXPECT_EQ(negative.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(negative.status().message(), HasSubstr("page_size"));
+}
+
+TEST_F(JobStoreTest, PageSizeDefaultsTo50AndIsCappedAt500) {
+  auto store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  for (int i = 0; i < 501; ++i) MustSubmit(*store, MoonSpec("j"));
+  auto by_default = store->List(v1::JOB_STATE_UNSPECIFIED, 0, "");
+  ASSERT_TRUE(by_default.ok());
+  EXPECT_EQ(by_default->jobs.size(), 50u);
+  auto capped = store->List(v1::JOB_STATE_UNSPECIFIED, 100000, "");
+  ASSERT_TRUE(capped.ok());
+  EXPECT_EQ(capped->jobs.size(), 500u);
+  EXPECT_FALSE(capped->next_page_token.empty());
+}
+
+TEST_F(JobStoreTest, DuplicateRequestIdGivesOneJobAlsoAfterReopening) {
+  {
+    auto store = OpenStore();
+    ASSERT_NE(store, nullptr);
+    auto first = store->Submit(MoonSpec("a"), "req-1", 3);
+    ASSERT_TRUE(first.ok()) << first.status();
+    EXPECT_TRUE(first->created);
+    auto again = store->Submit(MoonSpec("a"), "req-1", 3);
+    ASSERT_TRUE(again.ok()) << again.status();
+    EXPECT_FALSE(again->created);
+    EXPECT_EQ(again->job.id(), first->job.id());
+    EXPECT_EQ(again->job.request_id(), "req-1");
+  }
+  auto store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  auto after_restart = store->Submit(MoonSpec("a"), "req-1", 3);
+  ASSERT_TRUE(after_restart.ok()) << after_restart.status();
+  EXPECT_FALSE(after_restart->created);
+  EXPECT_EQ(after_restart->job.id(), "job-1");
+  auto counts = store->CountByState();
+  ASSERT_TRUE(counts.ok());
+  EXPECT_EQ(counts->at(v1::JOB_STATE_QUEUED), 1);
+  EXPECT_EQ(MustEvents(*store, "job-1").size(), 1u) << "a retry must not add events";
+}
+
+TEST_F(JobStoreTest, RequestIdReusedWithAnotherSpecOrPriorityIsRefused) {
+  auto store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  MustSubmit(*store, MoonSpec("a"), 0, "req-7");
+  auto other_spec = store->Submit(MoonSpec("a", 5), "req-7", 0);
+  EXPECT_EQ(other_spec.status().code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_THAT(other_spec.status().message(), HasSubstr("req-7"));
+  EXPECT_THAT(other_spec.status().message(), HasSubstr("job-1"));
+  EXPECT_EQ(store->Submit(MoonSpec("a"), "req-7", 1).status().code(),
+            absl::StatusCode::kAlreadyExists);
+  // Without a request id, identical specs are separate jobs.
+  EXPECT_EQ(MustSubmit(*store, MoonSpec("a")).id(), "job-2");
+  EXPECT_EQ(MustSubmit(*store, MoonSpec("a")).id(), "job-3");
+}
+
+TEST_F(JobStoreTest, LegalTransitionsSetTimesDeviceAndEvents) {
+  auto store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  MustSubmit(*store, MoonSpec("a"));
+  auto started = store->Start("job-1", "cuda:0");
+  ASSERT_TRUE(started.ok()) << started.status();
+  EXPECT_EQ(started->state(), v1::JOB_STATE_RUNNING);
+  EXPECT_EQ(started->device(), "cuda:0");
+  EXPECT_EQ(started->attempts(), 1);
+  EXPECT_TRUE(started->has_start_time());
+  EXPECT_FALSE(started->has_finish_time());
+
+  auto done = store->Transition("job-1", v1::JOB_STATE_SUCCEEDED, "");
+  ASSERT_TRUE(done.ok()) << done.status();
+  EXPECT_TRUE(done->has_finish_time());
+  EXPECT_TRUE(done->error().empty());
+  EXPECT_EQ(MustGet(*store, "job-1").state(), v1::JOB_STATE_SUCCEEDED);
+
+  const auto events = MustEvents(*store, "job-1");
+  ASSERT_EQ(events.size(), 3u);
+  EXPECT_EQ(events[1].state_change().from_state(), v1::JOB_STATE_QUEUED);
+  EXPECT_EQ(events[1].state_change().to_state(), v1::JOB_STATE_RUNNING);
+  EXPECT_THAT(events[1].state_change().reason(), HasSubstr("cuda:0"));
+  EXPECT_EQ(events[2].state_change().from_state(), v1::JOB_STATE_RUNNING);
+  EXPECT_EQ(events[2].state_change().to_state(), v1::JOB_STATE_SUCCEEDED);
+
+  // FAILED keeps its reason as the job's error; QUEUED -> FAILED is legal too.
+  MustSubmit(*store, MoonSpec("b"));
+  auto failed = store->Transition("job-2", v1::JOB_STATE_FAILED, "data set missing");
+  ASSERT_TRUE(failed.ok()) << failed.status();
+  EXPECT_EQ(failed->error(), "data set missing");
+  EXPECT_EQ(MustGet(*store, "job-2").error(), "data set missing");
+}
+
+TEST_F(JobStoreTest, IllegalMovesAreRefusedNamingJobAndBothStates) {
+  auto store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  MustSubmit(*store, MoonSpec("a"));
+  auto skip = store->Transition("job-1", v1::JOB_STATE_SUCCEEDED);
+  EXPECT_EQ(skip.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(skip.status().message(), HasSubstr("job-1"));
+  EXPECT_THAT(skip.status().message(), HasSubstr("QUEUED"));
+  EXPECT_THAT(skip.status().message(), HasSubstr("SUCCEEDED"));
+  EXPECT_EQ(store->Transition("job-1", v1::JOB_STATE_QUEUED).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(store->Transition("job-1", v1::JOB_STATE_UNSPECIFIED).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  ASSERT_TRUE(store->Start("job-1", "cpu").ok());
+  EXPECT_EQ(store->Transition("job-1", v1::JOB_STATE_RUNNING).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(store->Start("job-1", "cpu").status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(MustEvents(*store, "job-1").size(), 2u) << "refused moves must not add events";
+}
+
+TEST_F(JobStoreTest, TerminalStatesNeverChange) {
+  auto store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  const std::vector<v1::JobState> terminal = {v1::JOB_STATE_SUCCEEDED, v1::JOB_STATE_FAILED,
+                                              v1::JOB_STATE_CANCELLED};
+  const std::vector<v1::JobState> all = {v1::JOB_STATE_QUEUED, v1::JOB_STATE_RUNNING,
+                                         v1::JOB_STATE_SUCCEEDED, v1::JOB_STATE_FAILED,
+                                         v1::JOB_STATE_CANCELLED};
+  for (v1::JobState end : terminal) {
+    const std::string id = MustSubmit(*store, MoonSpec("t")).id();
+    ASSERT_TRUE(store->Start(id, "cpu").ok());
+    ASSERT_TRUE(store->Transition(id, end, "the end").ok());
+    const v1::Job before = MustGet(*store, id);
+    for (v1::JobState to : all) {
+      auto moved = store->Transition(id, to, "again");
+      EXPECT_EQ(moved.status().code(), absl::StatusCode::kFailedPrecondition)
+          << id << " " << v1::JobState_Name(end) << " -> " << v1::JobState_Name(to);
+      EXPECT_THAT(moved.status().message(), HasSubstr(id));
+    }
+    EXPECT_EQ(store->RequestCancel(id).status().code(), absl::StatusCode::kFailedPrecondition);
+    EXPECT_EQ(store->AppendEvent(id, Progress(1)).status().code(),
+              absl::StatusCode::kFailedPrecondition);
+    EXPECT_EQ(store->RecordEpoch(id, Epoch(1, 0.5, true)).status().code(),
+              absl::StatusCode::kFailedPrecondition);
+    const v1::Job after = MustGet(*store, id);
+    EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(before, after))
+        << "terminal job " << id << " changed";
+  }
+}
+
+TEST_F(JobStoreTest, CancelIsImmediateWhenQueuedAndRequestedWhenRunning) {
+  auto store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  MustSubmit(*store, MoonSpec("queued"));
+  MustSubmit(*store, MoonSpec("running"));
+  auto cancelled = store->RequestCancel("job-1", "not needed");
+  ASSERT_TRUE(cancelled.ok()) << cancelled.status();
+  EXPECT_EQ(cancelled->state(), v1::JOB_STATE_CANCELLED);
+  EXPECT_EQ(cancelled->error(), "not needed");
+
+  ASSERT_TRUE(store->Start("job-2", "cpu").ok());
+  auto requested = store->RequestCancel("job-2", "");
+  ASSERT_TRUE(requested.ok()) << requested.status();
+  EXPECT_EQ(requested->state(), v1::JOB_STATE_RUNNING);
+  EXPECT_TRUE(requested->cancel_requested());
+  EXPECT_TRUE(MustGet(*store, "job-2").cancel_requested());
+  ASSERT_TRUE(store->Transition("job-2", v1::JOB_STATE_CANCELLED).ok());
+  EXPECT_EQ(MustGet(*store, "job-2").state(), v1::JOB_STATE_CANCELLED);
+}
+
+TEST_F(JobStoreTest, EventSequencesIncreaseWithoutGapsAndResumeAfterASequence) {
+  auto store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  MustSubmit(*store, MoonSpec("a"));
+  MustSubmit(*store, MoonSpec("b"));  // its events are numbered on their own
+  ASSERT_TRUE(store->Start("job-1", "cpu").ok());
+  for (int step = 1; step <= 4; ++step) {
+    auto stored = store->AppendEvent("job-1", Progress(step));
+    ASSERT_TRUE(stored.ok()) << stored.status();
+    EXPECT_EQ(stored->sequence(), 2 + step);
+    EXPECT_EQ(stored->job_id(), "job-1");
+    EXPECT_TRUE(stored->has_time());
+  }
+  ASSERT_TRUE(store->RecordEpoch("job-1", Epoch(1, 0.4, true)).ok());
+  ASSERT_TRUE(store->Transition("job-1", v1::JOB_STATE_SUCCEEDED).ok());
+
+  const auto events = MustEvents(*store, "job-1");
+  ASSERT_EQ(events.size(), 8u);
+  for (size_t i = 0; i < events.size(); ++i)
+    EXPECT_EQ(events[i].sequence(), static_cast<int64_t>(i) + 1);
+  EXPECT_TRUE(events[2].has_step_progress());
+  EXPECT_TRUE(events[6].has_epoch_end());
+  EXPECT_EQ(events[7].state_change().to_state(), v1::JOB_STATE_SUCCEEDED);
+  EXPECT_EQ(MustGet(*store, "job-1").last_event_sequence(), 8);
+  EXPECT_EQ(MustGet(*store, "job-2").last_event_sequence(), 1);
+
+  const auto resumed = MustEvents(*store, "job-1", 5);
+  ASSERT_EQ(resumed.size(), 3u);
+  EXPECT_EQ(resumed[0].sequence(), 6);
+  const auto limited = MustEvents(*store, "job-1", 2, 2);
+  ASSERT_EQ(limited.size(), 2u);
+  EXPECT_EQ(limited[0].sequence(), 3);
+  EXPECT_EQ(limited[1].sequence(), 4);
+  EXPECT_TRUE(MustEvents(*store, "job-1", 8).empty());
+}
+
+TEST_F(JobStoreTest, AppendEventTakesStepProgressOfRunningJobsOnly) {
+  auto store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  MustSubmit(*store, MoonSpec("a"));
+  EXPECT_EQ(store->AppendEvent("job-1", Progress(1)).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  ASSERT_TRUE(store->Start("job-1", "cpu").ok());
+  v1::JobEvent state_change;
+  state_change.mutable_state_change()->set_to_state(v1::JOB_STATE_SUCCEEDED);
+  EXPECT_EQ(store->AppendEvent("job-1", state_change).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  v1::JobEvent epoch;
+  *epoch.mutable_epoch_end() = Epoch(1, 0.5, true);
+  EXPECT_EQ(store->AppendEvent("job-1", epoch).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(store->AppendEvent("job-1", v1::JobEvent()).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(MustGet(*store, "job-1").state(), v1::JOB_STATE_RUNNING);
+  EXPECT_EQ(MustEvents(*store, "job-1").size(), 2u);
+}
+
+TEST_F(JobStoreTest, RecordEpochKeepsHistoryLatestMetricsAndBest) {
+  auto store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  MustSubmit(*store, MoonSpec("a"));
+  ASSERT_TRUE(store->Start("job-1", "cpu").ok());
+  ASSERT_TRUE(store->RecordEpoch("job-1", Epoch(1, 0.50, true)).ok());
+  ASSERT_TRUE(store->RecordEpoch("job-1", Epoch(2, 0.70, true)).ok());
+  auto third = store->RecordEpoch("job-1", Epoch(3, 0.60, false));
+  ASSERT_TRUE(third.ok()) << third.status();
+  EXPECT_EQ(third->epoch_end().epoch(), 3);
+
+  v1::Job job = MustGet(*store, "job-1");
+  EXPECT_EQ(job.current_epoch(), 3);
+  EXPECT_EQ(job.best_epoch(), 2);
+  EXPECT_DOUBLE_EQ(job.best_value(), 0.70);
+  EXPECT_EQ(job.monitor(), "dice");
+  EXPECT_DOUBLE_EQ(job.latest_metrics().at("dice"), 0.60);
+  EXPECT_DOUBLE_EQ(job.latest_metrics().at("train_loss"), 1.0 / 3);
+  EXPECT_DOUBLE_EQ(job.latest_metrics().at("val_loss"), 1.5 / 3);
+
+  // A run resumed from the epoch-2 checkpoint repeats epoch 3: the row is replaced.
+  ASSERT_TRUE(store->RecordEpoch("job-1", Epoch(3, 0.75, true)).ok());
+  auto history = store->History("job-1");
+  ASSERT_TRUE(history.ok()) << history.status();
+  ASSERT_EQ(history->size(), 3u);
+  EXPECT_EQ((*history)[0].epoch(), 1);
+  EXPECT_EQ((*history)[2].epoch(), 3);
+  EXPECT_DOUBLE_EQ((*history)[2].metrics().at("dice"), 0.75);
+  job = MustGet(*store, "job-1");
+  EXPECT_EQ(job.best_epoch(), 3);
+  EXPECT_DOUBLE_EQ(job.best_value(), 0.75);
+
+  EXPECT_EQ(store->RecordEpoch("job-1", Epoch(0, 0.1, false)).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(JobStoreTest, NextRunnableTakesHighestPriorityThenFirstSubmitted) {
+  auto store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  auto none = store->NextRunnable();
+  ASSERT_TRUE(none.ok());
+  EXPECT_FALSE(none->has_value());
+
+  MustSubmit(*store, MoonSpec("a"), 0);   // job-1
+  MustSubmit(*store, MoonSpec("b"), 5);   // job-2
+  MustSubmit(*store, MoonSpec("c"), 0);   // job-3
+  MustSubmit(*store, MoonSpec("d"), 5);   // job-4
+  MustSubmit(*store, MoonSpec("e"), -1);  // job-5
+  std::vector<std::string> order;
+  while (true) {
+    auto next = store->NextRunnable();
+    ASSERT_TRUE(next.ok()) << next.status();
+    if (!next->has_value()) break;
+    order.push_back((*next)->id());
+    ASSERT_TRUE(store->Start((*next)->id(), "cpu").ok());
+  }
+  EXPECT_THAT(order, ElementsAre("job-2", "job-4", "job-1", "job-3", "job-5"));
+}
+
+TEST_F(JobStoreTest, UnknownDependencyIsNotFoundNamingIt) {
+  auto store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  auto submitted = store->Submit(EncoderUNetSpec("enc", "job-9"), "", 0);
+  EXPECT_EQ(submitted.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(submitted.status().message(), HasSubstr("job-9"));
+  EXPECT_THAT(submitted.status().message(), HasSubstr("encoder_job_id"));
+}
+
+TEST_F(JobStoreTest, DependentJobWaitsUntilItsEncoderJobSucceeded) {
+  auto store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  MustSubmit(*store, ClassifierSpec("cls"), 0);                                 // job-1
+  const v1::Job enc = MustSubmit(*store, EncoderUNetSpec("enc", "job-1"), 10);  // job-2
+  EXPECT_EQ(enc.depends_on(), "job-1");
+
+  auto next = store->NextRunnable();
+  ASSERT_TRUE(next.ok() && next->has_value());
+  EXPECT_EQ((*next)->id(), "job-1") << "job-2 has the higher priority but must wait";
+  ASSERT_TRUE(store->Start("job-1", "cpu").ok());
+  next = store->NextRunnable();
+  ASSERT_TRUE(next.ok());
+  EXPECT_FALSE(next->has_value()) << "job-2 waits while its encoder job runs";
+  ASSERT_TRUE(store->Transition("job-1", v1::JOB_STATE_SUCCEEDED).ok());
+  next = store->NextRunnable();
+  ASSERT_TRUE(next.ok() && next->has_value());
+  EXPECT_EQ((*next)->id(), "job-2");
+}
+
+TEST_F(JobStoreTest, FailedEncoderJobFailsItsDependentsWithItsReason) {
+  auto store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  MustSubmit(*store, ClassifierSpec("cls"));                   // job-1
+  MustSubmit(*store, EncoderUNetSpec("enc", "job-1"));         // job-2
+  MustSubmit(*store, EncoderUNetSpec("enc-of-enc", "job-2"));  // job-3: a chain
+  MustSubmit(*store, MoonSpec("independent"));                 // job-4
+  ASSERT_TRUE(store->Start("job-1", "cpu").ok());
+  ASSERT_TRUE(store->Transition("job-1", v1::JOB_STATE_FAILED, "out of memory").ok());
+
+  auto next = store->NextRunnable();
+  ASSERT_TRUE(next.ok() && next->has_value()) << next.status();
+  EXPECT_EQ((*next)->id(), "job-4");
+  const v1::Job enc = MustGet(*store, "job-2");
+  EXPECT_EQ(enc.state(), v1::JOB_STATE_FAILED);
+  EXPECT_EQ(enc.error(), "encoder job job-1 failed: out of memory");
+  const v1::Job chained = MustGet(*store, "job-3");
+  EXPECT_EQ(chained.state(), v1::JOB_STATE_FAILED);
+  EXPECT_EQ(chained.error(), "encoder job job-2 failed: encoder job job-1 failed: out of memory");
+  const auto events = MustEvents(*store, "job-2");
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_EQ(events[1].state_change().to_state(), v1::JOB_STATE_FAILED);
+  EXPECT_EQ(events[1].state_change().reason(), enc.error());
+}
+
+TEST_F(JobStoreTest, CancelledEncoderJobFailsItsDependents) {
+  auto store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  MustSubmit(*store, ClassifierSpec("cls"));            // job-1
+  MustSubmit(*store, EncoderUNetSpec("enc", "job-1"));  // job-2
+  ASSERT_TRUE(store->RequestCancel("job-1", "changed my mind").ok());
+  auto failed = store->FailJobsWithDeadDependencies();
+  ASSERT_TRUE(failed.ok()) << failed.status();
+  EXPECT_THAT(*failed, ElementsAre("job-2"));
+  EXPECT_EQ(MustGet(*store, "job-2").error(), "encoder job job-1 was cancelled");
+  failed = store->FailJobsWithDeadDependencies();
+  ASSERT_TRUE(failed.ok());
+  EXPECT_TRUE(failed->empty());
+}
+
+TEST_F(JobStoreTest, RecoverAfterRestartRequeuesRunningJobsForResume) {
+  {
+    auto store = OpenStore();
+    ASSERT_NE(store, nullptr);
+    MustSubmit(*store, MoonSpec("running"));     // job-1
+    MustSubmit(*store, MoonSpec("queued"));      // job-2
+    MustSubmit(*store, MoonSpec("cancelling"));  // job-3
+    MustSubmit(*store, MoonSpec("done"));        // job-4
+    ASSERT_TRUE(store->Start("job-1", "cuda:0").ok());
+    ASSERT_TRUE(store->RecordEpoch("job-1", Epoch(1, 0.5, true)).ok());
+    ASSERT_TRUE(store->Start("job-3", "cpu").ok());
+    ASSERT_TRUE(store->RequestCancel("job-3").ok());
+    ASSERT_TRUE(store->Start("job-4", "cpu").ok());
+    ASSERT_TRUE(store->Transition("job-4", v1::JOB_STATE_SUCCEEDED).ok());
+    // The store goes away here as if the process died: nothing else is written.
+  }
+  auto store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  auto requeued = store->RecoverAfterRestart();
+  ASSERT_TRUE(requeued.ok()) << requeued.status();
+  EXPECT_THAT(*requeued, ElementsAre("job-1"));
+
+  const v1::Job job = MustGet(*store, "job-1");
+  EXPECT_EQ(job.state(), v1::JOB_STATE_QUEUED);
+  EXPECT_EQ(job.resumes(), 1);
+  EXPECT_TRUE(job.resume_from_checkpoint());
+  EXPECT_TRUE(job.device().empty());
+  EXPECT_EQ(job.current_epoch(), 1);
+  const auto events = MustEvents(*store, "job-1");
+  ASSERT_FALSE(events.empty());
+  EXPECT_EQ(events.back().state_change().from_state(), v1::JOB_STATE_RUNNING);
+  EXPECT_EQ(events.back().state_change().to_state(), v1::JOB_STATE_QUEUED);
+  EXPECT_EQ(events.back().state_change().reason(), JobStore::kRestartReason);
+
+  EXPECT_EQ(MustGet(*store, "job-2").state(), v1::JOB_STATE_QUEUED);
+  EXPECT_EQ(MustGet(*store, "job-2").resumes(), 0);
+  EXPECT_EQ(MustGet(*store, "job-3").state(), v1::JOB_STATE_CANCELLED);
+  EXPECT_EQ(MustGet(*store, "job-4").state(), v1::JOB_STATE_SUCCEEDED);
+
+  // The recovered job runs again first (submitted first), as a second attempt.
+  auto next = store->NextRunnable();
+  ASSERT_TRUE(next.ok() && next->has_value());
+  EXPECT_EQ((*next)->id(), "job-1");
+  auto restarted = store->Start("job-1", "cuda:0");
+  ASSERT_TRUE(restarted.ok());
+  EXPECT_EQ(restarted->attempts(), 2);
+
+  auto nothing = store->RecoverAfterRestart();
+  ASSERT_TRUE(nothing.ok());
+  EXPECT_THAT(*nothing, ElementsAre("job-1")) << "still running, so requeued again";
+  EXPECT_EQ(MustGet(*store, "job-1").resumes(), 2);
+}
+
+TEST_F(JobStoreTest, CountByStateCountsEveryState) {
+  auto store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  for (int i = 0; i < 4; ++i) MustSubmit(*store, MoonSpec("j"));
+  ASSERT_TRUE(store->Start("job-1", "cpu").ok());
+  ASSERT_TRUE(store->Transition("job-2", v1::JOB_STATE_CANCELLED).ok());
+  auto counts = store->CountByState();
+  ASSERT_TRUE(counts.ok());
+  EXPECT_EQ(counts->size(), 5u);
+  EXPECT_EQ(counts->at(v1::JOB_STATE_QUEUED), 2);
+  EXPECT_EQ(counts->at(v1::JOB_STATE_RUNNING), 1);
+  EXPECT_EQ(counts->at(v1::JOB_STATE_CANCELLED), 1);
+  EXPECT_EQ(counts->at(v1::JOB_STATE_SUCCEEDED), 0);
+  EXPECT_EQ(counts->at(v1::JOB_STATE_FAILED), 0);
+}
+
+TEST_F(JobStoreTest, ListenerSeesEveryCommittedEvent) {
+  auto store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  absl::Mutex mu;
+  std::vector<std::pair<std::string, int64_t>> seen;
+  store->SetEventListener([&](const v1::JobEvent& event) {
+    absl::MutexLock lock(&mu);
+    seen.emplace_back(event.job_id(), event.sequence());
+  });
+  MustSubmit(*store, MoonSpec("a"));
+  ASSERT_TRUE(store->Start("job-1", "cpu").ok());
+  ASSERT_TRUE(store->AppendEvent("job-1", Progress(1)).ok());
+  ASSERT_TRUE(store->RecordEpoch("job-1", Epoch(1, 0.5, true)).ok());
+  ASSERT_FALSE(store->Transition("job-1", v1::JOB_STATE_RUNNING).ok());  // refused: no event
+  ASSERT_TRUE(store->Transition("job-1", v1::JOB_STATE_QUEUED, "").ok());
+  absl::MutexLock lock(&mu);
+  EXPECT_EQ(seen, (std::vector<std::pair<std::string, int64_t>>{
+                      {"job-1", 1}, {"job-1", 2}, {"job-1", 3}, {"job-1", 4}, {"job-1", 5}}));
+}
+
+TEST_F(JobStoreTest, ConcurrentSubmitsGiveUniqueIdsAndLoseNothing) {
+  auto store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  constexpr int kThreads = 8;
+  constexpr int kPerThread = 25;
+  absl::Mutex mu;
+  std::vector<std::string> ids;
+  int shared_created = 0;
+  std::vector<std::string> errors;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kPerThread; ++i) {
+        auto result = store->Submit(MoonSpec("t" + std::to_string(t)),
+                                    "req-" + std::to_string(t) + "-" + std::to_string(i), t);
+        // Every thread also retries one shared request id: exactly one job may come of it.
+        auto shared = i == kPerThread / 2 ? store->Submit(MoonSpec("shared"), "shared", 0)
+                                          : StatusOr<SubmitResult>(SubmitResult{});
+        absl::MutexLock lock(&mu);
+        if (!result.ok()) errors.push_back(result.status().ToString());
+        if (result.ok()) ids.push_back(result->job.id());
+        if (!shared.ok()) errors.push_back(shared.status().ToString());
+        if (shared.ok() && shared->created) ++shared_created;
+      }
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  EXPECT_TRUE(errors.empty()) << errors.front();
+  EXPECT_EQ(shared_created, 1);
+  const std::set<std::string> unique(ids.begin(), ids.end());
+  EXPECT_EQ(ids.size(), size_t{kThreads * kPerThread});
+  EXPECT_EQ(unique.size(), ids.size());
+  auto counts = store->CountByState();
+  ASSERT_TRUE(counts.ok());
+  EXPECT_EQ(counts->at(v1::JOB_STATE_QUEUED), kThreads * kPerThread + 1);
+  // Ids are job-1 .. job-201 with none skipped.
+  EXPECT_TRUE(store->Get("job-" + std::to_string(kThreads * kPerThread + 1)).ok());
+  EXPECT_FALSE(store->Get("job-" + std::to_string(kThreads * kPerThread + 2)).ok());
+}
+
+TEST_F(JobStoreTest, FileUsesWalAndRecordsItsSchemaVersion) {
+  ASSERT_NE(OpenStore(), nullptr);
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open_v2(path_.c_str(), &db, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
+  auto scalar = [&](const char* sql) {
+    sqlite3_stmt* stmt = nullptr;
+    std::string value;
+    if (sqlite3_prepare_v2(db, sql, -1, &stmt, nullptr) == SQLITE_OK &&
+        sqlite3_step(stmt) == SQLITE_ROW) {
+      value = reinterpret_cast<const char*>(sqlite3_column_text(stmt, 0));
+    }
+    sqlite3_finalize(stmt);
+    return value;
+  };
+  EXPECT_EQ(scalar("PRAGMA journal_mode"), "wal");
+  EXPECT_EQ(scalar("SELECT version FROM schema_version"), std::to_string(JobStore::kSchemaVersion));
+  sqlite3_close(db);
+}
+
+TEST_F(JobStoreTest, CorruptFileIsAnErrorNamingThePath) {
+  {
+    std::ofstream out(path_, std::ios::binary);
+    std::mt19937 rng(7);
+    for (int i = 0; i < 8192; ++i) out.put(static_cast<char>(rng() & 0xff));
+  }
+  auto store = JobStore::Open(path_);
+  ASSERT_FALSE(store.ok());
+  EXPECT_EQ(store.status().code(), absl::StatusCode::kDataLoss) << store.status();
+  EXPECT_THAT(store.status().message(), HasSubstr(path_));
+}
+
+TEST_F(JobStoreTest, ForeignDatabaseAndNewerSchemaAreRefused) {
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path_.c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db, "CREATE TABLE photos (id INTEGER)", nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  sqlite3_close(db);
+  auto foreign = JobStore::Open(path_);
+  EXPECT_EQ(foreign.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(foreign.status().message(), HasSubstr(path_));
+  EXPECT_THAT(foreign.status().message(), HasSubstr("photos"));
+
+  const std::string newer_path = (dir_ / "newer.db").string();
+  ASSERT_NE(JobStore::Open(newer_path).value_or(nullptr), nullptr);
+  ASSERT_EQ(sqlite3_open(newer_path.c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db, "UPDATE schema_version SET version = 99", nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  sqlite3_close(db);
+  auto newer = JobStore::Open(newer_path);
+  EXPECT_EQ(newer.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(newer.status().message(), HasSubstr("99"));
+  EXPECT_THAT(newer.status().message(), HasSubstr(newer_path));
+}
+
+TEST_F(JobStoreTest, UnopenablePathIsAnErrorNamingIt) {
+  const std::string missing = (dir_ / "no-such-folder" / "jobs.db").string();
+  auto store = JobStore::Open(missing);
+  ASSERT_FALSE(store.ok());
+  EXPECT_THAT(store.status().message(), HasSubstr(missing));
+}
+
+}  // namespace
+}  // namespace selene::jobs
