@@ -55,11 +55,12 @@ int main(int argc, char** argv) {
   selene::StatusOr<selene::v1::JobSpec> spec =
       selene::jobs::LoadJobSpecFile(absl::GetFlag(FLAGS_spec));
   if (!spec.ok()) return Fail(std::string(spec.status().message()));
+  spec->mutable_training()->clear_early_stopping();  // one epoch: nothing to stop early
   for (const std::string& set :
        {absl::StrCat("data.path=", data.filename().string()),
         absl::StrCat("data.num_classes=", absl::GetFlag(FLAGS_classes)),
         absl::StrCat("data.image_size=", absl::GetFlag(FLAGS_size)), std::string("training.epochs=1"),
-        std::string("training.early_stopping.enabled=false")}) {
+        std::string("training.schedule.warmup_epochs=0")}) {
     if (selene::Status s = selene::jobs::ApplyOverride(&*spec, set); !s.ok()) {
       return Fail(std::string(s.message()));
     }

@@ -25,7 +25,8 @@ out="runs/demo-moon-unet"
 
 echo
 echo "demo: done. Artifacts in $repo/$out:"
-for name in best.pt last.pt history.csv metrics.json spec.json; do
+for name in best.pt last.pt history.csv metrics.json spec.json data_summary.json \
+    run_summary.json report.md curves.png samples.png; do
   if [[ -e "$out/$name" ]]; then echo "  $out/$name"; fi
 done
-echo "demo: the model is $out/best.pt; per-epoch history in $out/history.csv."
+echo "demo: the model is $out/best.pt; read $out/report.md (curves and sample masks beside it)."

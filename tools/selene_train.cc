@@ -16,12 +16,11 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <chrono>
 #include <atomic>
+#include <chrono>
 #include <csignal>
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <iostream>
 #include <string>
 #include <vector>
@@ -36,16 +35,14 @@
 #include "absl/strings/strip.h"
 #include "common/status.h"
 #include "models/factory.h"
-#include "server/jobs/job_spec.h"
 #include "server/data/data_summary.h"
+#include "server/jobs/job_spec.h"
+#include "server/jobs/run_outputs.h"
 #include "server/jobs/training_data.h"
 #include "server/jobs/training_plan.h"
 #include "server/report/main_metrics.h"
 #include "server/report/number_format.h"
 #include "server/report/run_comparison.h"
-#include "server/report/run_report.h"
-#include "server/train/checkpoint.h"
-#include "server/train/run_artifacts.h"
 #include "server/train/threads.h"
 #include "server/train/trainer.h"
 #include "tools/cli_flags.h"
@@ -193,11 +190,12 @@ std::string Header(const selene::v1::JobSpec& spec, const selene::jobs::Training
   const int64_t classes = data.train.num_classes();
   std::string text = absl::StrCat(
       name, ": ", selene::train::TaskName(plan.trainer.task), ", ", FamilyName(resolved.model()),
-      " model with ", selene::report::Grouped(selene::models::CountParameters(network)), " parameters, on ",
-      selene::jobs::DataKindName(plan.data.kind), " data: ", selene::report::Grouped(data.train.size()),
-      " training and ", selene::report::Grouped(data.val.size()), " validation images of ", plan.data.image_size,
-      "x", plan.data.image_size, ", ", classes, classes == 1 ? " class" : " classes", ". ",
-      t.epochs(), " epochs of batch ", t.batch_size(), ", ",
+      " model with ", selene::report::Grouped(selene::models::CountParameters(network)),
+      " parameters, on ", selene::jobs::DataKindName(plan.data.kind),
+      " data: ", selene::report::Grouped(data.train.size()), " training and ",
+      selene::report::Grouped(data.val.size()), " validation images of ", plan.data.image_size, "x",
+      plan.data.image_size, ", ", classes, classes == 1 ? " class" : " classes", ". ", t.epochs(),
+      " epochs of batch ", t.batch_size(), ", ",
       ShortName(selene::v1::OptimizerKind_Name(t.optimizer().kind()), "OPTIMIZER_KIND_"), " lr ",
       t.optimizer().lr(), ", loss ",
       ShortName(selene::v1::LossKind_Name(t.loss().kind()), "LOSS_KIND_"), ", monitoring ",
@@ -247,7 +245,8 @@ int Run(const std::vector<std::string>& overrides) {
   load.on_progress = ShowDecodeProgress;
   StatusOr<selene::jobs::TrainingData> loaded_data =
       selene::jobs::LoadTrainingData(plan.data, DataRoot(), load);
-  if (!loaded_data.ok()) return Fail(ExitCodeFor(loaded_data.status()), loaded_data.status().message());
+  if (!loaded_data.ok())
+    return Fail(ExitCodeFor(loaded_data.status()), loaded_data.status().message());
   const selene::data::DataSummary& summary = loaded_data->summary;
   if (absl::GetFlag(FLAGS_inspect)) {
     std::cout << selene::data::FormatDataSummary(summary);
@@ -259,22 +258,18 @@ int Run(const std::vector<std::string>& overrides) {
     return Fail(kExitRuntime, fits.message());
   }
 
-  std::error_code error;
-  fs::create_directories(out, error);
-  if (error) return Fail(kExitRuntime, absl::StrCat(out, ": cannot create: ", error.message()));
-  // The exact spec, overrides included, written first so even a crashed run can be repeated.
-  const std::string spec_json = (fs::path(out) / "spec.json").string();
-  {
-    std::ofstream file(spec_json);
-    file << selene::jobs::JobSpecToJson(spec) << "\n";
-    if (!file) return Fail(kExitRuntime, absl::StrCat(spec_json, ": cannot write"));
+  // The exact spec (overrides included), the data summary and the class names, before training
+  // starts, so even a crashed run can be repeated.
+  if (Status s = selene::jobs::WriteRunInputs(out, spec, *loaded_data); !s.ok()) {
+    return Fail(kExitRuntime, s.message());
   }
 
   std::cout << Header(spec, plan, *network, *data, threads, spec_path) << "\n";
   if (absl::GetFlag(FLAGS_resume) && fs::exists(fs::path(out) / "last.pt")) {
     std::cout << "resuming from " << (fs::path(out) / "last.pt").string() << "\n";
   }
-  if (loaded_data->cache_hit) std::cout << "decoded images from the cache in " << CacheDir() << "\n";
+  if (loaded_data->cache_hit)
+    std::cout << "decoded images from the cache in " << CacheDir() << "\n";
   std::cout << std::flush;
 
   const auto started = Clock::now();
@@ -293,24 +288,6 @@ int Run(const std::vector<std::string>& overrides) {
   }
   if (!result.ok()) return Fail(kExitRuntime, result.status().message());
 
-  const fs::path dir(out);
-  if (Status s = selene::train::WriteHistoryCsv((dir / "history.csv").string(), result->history);
-      !s.ok()) {
-    return Fail(kExitRuntime, s.message());
-  }
-  if (Status s = selene::train::WriteMetricsJson((dir / "metrics.json").string(), *result,
-                                                 plan.trainer.monitor);
-      !s.ok()) {
-    return Fail(kExitRuntime, s.message());
-  }
-
-  const std::string summary_json = (dir / "data_summary.json").string();
-  {
-    std::ofstream file(summary_json);
-    file << selene::data::DataSummaryToJson(summary) << "\n";
-    if (!file) return Fail(kExitRuntime, absl::StrCat(summary_json, ": cannot write"));
-  }
-
   if (result->cancelled) {
     std::cout << "cancelled after " << result->history.size() << " epoch(s); --resume continues"
               << "\n";
@@ -321,30 +298,16 @@ int Run(const std::vector<std::string>& overrides) {
     std::cout << absl::StrFormat("best epoch %d: %s %.4f\n", result->best_epoch + 1,
                                  plan.trainer.monitor, result->best_value);
   }
-  // The report shows the best epoch's network, as best.pt holds it.
-  if (fs::exists(dir / "best.pt")) {
-    if (Status s = selene::train::LoadCheckpoint((dir / "best.pt").string(), *network); !s.ok()) {
-      return Fail(kExitRuntime, s.message());
-    }
-  }
-  selene::report::RunReportInputs report;
-  report.name = spec.name().empty() ? fs::path(out).filename().string() : spec.name();
-  report.resolved_spec = plan.resolved_spec;
-  report.network = network;
-  report.validation = &data->val;
-  report.normalization = plan.trainer.normalization;
-  report.input_size = plan.trainer.input_size;
-  report.device = plan.trainer.device;
-  report.result = *result;
-  report.data_summary = selene::data::FormatDataSummary(summary);
-  report.total_seconds = std::chrono::duration<double>(Clock::now() - started).count();
-  StatusOr<std::vector<std::string>> reported = selene::report::WriteRunReport(out, report);
+  const std::string name = spec.name().empty() ? fs::path(out).filename().string() : spec.name();
+  const double seconds = std::chrono::duration<double>(Clock::now() - started).count();
+  StatusOr<std::vector<std::string>> reported =
+      selene::jobs::WriteRunResults(out, name, plan, network, *loaded_data, *result, seconds);
   if (!reported.ok()) return Fail(kExitRuntime, reported.status().message());
 
   std::vector<std::string> written;
-  for (const char* name : {"best.pt", "last.pt", "history.csv", "metrics.json", "spec.json",
-                           "data_summary.json"}) {
-    if (fs::exists(dir / name)) written.push_back(name);
+  for (const char* file :
+       {"best.pt", "last.pt", "history.csv", "metrics.json", "spec.json", "data_summary.json"}) {
+    if (fs::exists(fs::path(out) / file)) written.push_back(file);
   }
   written.insert(written.end(), reported->begin(), reported->end());
   std::cout << "artifacts in " << out << ": " << absl::StrJoin(written, ", ") << std::endl;

@@ -8,7 +8,6 @@
 #include <cmath>
 #include <exception>
 #include <filesystem>
-#include <fstream>
 #include <limits>
 #include <optional>
 #include <thread>
@@ -17,14 +16,11 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "server/data/data_summary.h"
 #include "server/jobs/job_spec.h"
 #include "server/jobs/training_data.h"
 #include "server/jobs/training_plan.h"
-#include "server/report/run_report.h"
 #include "server/train/checkpoint.h"
 #include "server/train/metrics.h"
-#include "server/train/run_artifacts.h"
 #include "server/train/trainer.h"
 
 // OpenMP's team size for the calling thread alone (as in server/train/batch_loader.cc). Weak so
@@ -53,14 +49,6 @@ int UseThreadsOnThisThread(int threads) {
   (void)at::get_num_threads();
   if (&omp_set_num_threads != nullptr) omp_set_num_threads(threads);
   return at::get_num_threads();
-}
-
-Status WriteTextFile(const fs::path& path, const std::string& text) {
-  std::ofstream file(path, std::ios::binary | std::ios::trunc);
-  file << text;
-  file.close();
-  if (!file) return InternalError(absl::StrCat(path.string(), ": cannot write"));
-  return OkStatus();
 }
 
 // The trainer's rule for a new best epoch (Trainer's EndEpoch), so is_best marks exactly the
@@ -212,7 +200,7 @@ class JobRun {
       return RunOutcome::Failed(std::string(fits.message()));
     }
     // Written before training, so a running job already shows what it runs on.
-    if (Status s = WriteInputs(plan, *loaded); !s.ok()) {
+    if (Status s = WriteRunInputs(dir_, plan.resolved_spec, *loaded); !s.ok()) {
       return RunOutcome::Failed(std::string(s.message()));
     }
     if (stop_.requested()) return Stopped();
@@ -249,13 +237,18 @@ class JobRun {
       // An interrupted job writes these when it finishes; a cancelled one ends here, so it
       // leaves what it has done for people to look at.
       if (outcome.kind == RunOutcome::Kind::kCancelled && !result->history.empty()) {
-        if (Status s = WriteResults(plan, network, *loaded, *result, total_seconds); !s.ok()) {
+        if (Status s =
+                WriteRunResults(dir_, RunName(), plan, network, *loaded, *result, total_seconds)
+                    .status();
+            !s.ok()) {
           outcome.reason = absl::StrCat("artifacts: ", s.message());
         }
       }
       return outcome;
     }
-    if (Status s = WriteResults(plan, network, *loaded, *result, total_seconds); !s.ok()) {
+    if (Status s = WriteRunResults(dir_, RunName(), plan, network, *loaded, *result, total_seconds)
+                       .status();
+        !s.ok()) {
       return RunOutcome::Failed(std::string(s.message()));
     }
     return RunOutcome::Succeeded();
@@ -294,44 +287,8 @@ class JobRun {
     return spec;
   }
 
-  Status WriteInputs(const TrainingPlan& plan, const TrainingData& loaded) const {
-    std::error_code error;
-    fs::create_directories(dir_, error);
-    if (error) return InternalError(absl::StrCat(dir_, ": cannot create: ", error.message()));
-    const fs::path dir(dir_);
-    SELENE_RETURN_IF_ERROR(
-        WriteTextFile(dir / kSpecFile, JobSpecToJson(plan.resolved_spec) + "\n"));
-    SELENE_RETURN_IF_ERROR(
-        WriteTextFile(dir / "data_summary.json", data::DataSummaryToJson(loaded.summary) + "\n"));
-    std::string names;
-    for (const std::string& name : loaded.split.train.class_names)
-      absl::StrAppend(&names, name, "\n");
-    return WriteTextFile(dir / kClassNamesFile, names);
-  }
-
-  // history.csv, metrics.json and the report, as selene-train writes them.
-  Status WriteResults(const TrainingPlan& plan, models::Network network, const TrainingData& loaded,
-                      const train::TrainResult& result, double total_seconds) const {
-    const fs::path dir(dir_);
-    SELENE_RETURN_IF_ERROR(train::WriteHistoryCsv((dir / "history.csv").string(), result.history));
-    SELENE_RETURN_IF_ERROR(
-        train::WriteMetricsJson((dir / "metrics.json").string(), result, plan.trainer.monitor));
-    // The report shows the best epoch's network, as best.pt holds it.
-    if (fs::exists(dir / "best.pt")) {
-      SELENE_RETURN_IF_ERROR(train::LoadCheckpoint((dir / "best.pt").string(), *network));
-    }
-    report::RunReportInputs report;
-    report.name = job_.spec().name().empty() ? job_.id() : job_.spec().name();
-    report.resolved_spec = plan.resolved_spec;
-    report.network = network;
-    report.validation = &loaded.split.val;
-    report.normalization = plan.trainer.normalization;
-    report.input_size = plan.trainer.input_size;
-    report.device = plan.trainer.device;
-    report.result = result;
-    report.data_summary = data::FormatDataSummary(loaded.summary);
-    report.total_seconds = total_seconds;
-    return report::WriteRunReport(dir_, report).status();
+  std::string RunName() const {
+    return job_.spec().name().empty() ? job_.id() : job_.spec().name();
   }
 
   JobStore* const store_;

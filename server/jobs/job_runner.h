@@ -12,6 +12,7 @@
 #include "common/status.h"
 #include "selene/v1/training_service.pb.h"
 #include "server/jobs/job_store.h"
+#include "server/jobs/run_outputs.h"  // kSpecFile, kClassNamesFile
 
 namespace selene::jobs {
 
@@ -71,8 +72,6 @@ std::string JobFolder(const std::string& state_dir, const std::string& job_id);
 // The files a finished job leaves in its folder besides the report's: checkpoints, history,
 // metrics, the resolved spec, the data summary and the class names (one per line, read by the
 // serving layer).
-inline constexpr char kClassNamesFile[] = "class_names.txt";
-inline constexpr char kSpecFile[] = "spec.json";
 
 // Thread-safe: Run may be called for different jobs on different threads at once.
 class JobRunner {

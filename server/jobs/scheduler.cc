@@ -206,11 +206,12 @@ void Scheduler::Work(RunningJob* self, v1::Job job) {
     }
   }
   if (!moved.ok()) ReportError(moved.status());
+  // The hook runs before the slot is freed, so hooks see jobs finish in the order they did.
+  if (moved.ok() && terminal && options_.on_job_finished) options_.on_job_finished(*moved);
   if (Status s = pool_->Release(self->device); !s.ok()) ReportError(s);
   if (auto failed = store_->FailJobsWithDeadDependencies(); !failed.ok()) {
     ReportError(failed.status());
   }
-  if (moved.ok() && terminal && options_.on_job_finished) options_.on_job_finished(*moved);
   absl::MutexLock lock(&mu_);
   self->done = true;
   wake_ = true;

@@ -1,0 +1,37 @@
+// The files a training run leaves in its folder, written the same way by selene-train (local
+// runs) and the server's job runner, so a run's folder reads alike whichever ran it.
+//   before training: spec.json, data_summary.json, class_names.txt (serving reads the names)
+//   after training:  history.csv, metrics.json, then the report (curves.png, samples.png,
+//                    confusion.png, report.md, run_summary.json) from best.pt's weights
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "models/network.h"
+#include "selene/v1/job_spec.pb.h"
+#include "server/jobs/training_data.h"
+#include "server/jobs/training_plan.h"
+#include "server/train/trainer.h"
+
+namespace selene::jobs {
+
+inline constexpr char kSpecFile[] = "spec.json";
+inline constexpr char kDataSummaryFile[] = "data_summary.json";
+inline constexpr char kClassNamesFile[] = "class_names.txt";
+
+// Creates `dir` and writes `spec` (as given: selene-train keeps the user's spec with its
+// overrides, the server the resolved one), the data summary and the class names.
+Status WriteRunInputs(const std::string& dir, const v1::JobSpec& spec, const TrainingData& data);
+
+// Writes history.csv and metrics.json, loads best.pt (when there is one) into `network` and
+// writes the report under `name`. Returns the report's file names (none when no epoch ended).
+StatusOr<std::vector<std::string>> WriteRunResults(const std::string& dir, const std::string& name,
+                                                   const TrainingPlan& plan,
+                                                   models::Network network,
+                                                   const TrainingData& data,
+                                                   const train::TrainResult& result,
+                                                   double total_seconds);
+
+}  // namespace selene::jobs
