@@ -10,6 +10,7 @@ PACKAGES=(
   libopencv-dev
   libgrpc++-dev protobuf-compiler protobuf-compiler-grpc libprotobuf-dev
   libabsl-dev libsqlite3-dev
+  libssl-dev
   libgtest-dev libgmock-dev
 )
 

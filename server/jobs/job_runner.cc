@@ -192,7 +192,8 @@ class JobRun {
 
     DataLoadOptions load;
     load.decode_threads = options_.decode_threads;
-    load.cache_dir = (fs::path(options_.state_dir) / "cache").string();
+    load.cache_dir = options_.cache_dir.empty() ? (fs::path(options_.state_dir) / "cache").string()
+                                                : options_.cache_dir;
     StatusOr<TrainingData> loaded = LoadTrainingData(plan.data, options_.data_root, load);
     if (!loaded.ok()) return RunOutcome::Failed(std::string(loaded.status().message()));
     const train::TrainValSplit& data = loaded->split;

@@ -54,10 +54,9 @@ struct RunOutcome {
 std::string RunOutcomeKindName(RunOutcome::Kind kind);  // "succeeded", "failed", ...
 
 struct JobRunnerOptions {
-  // Each job's folder is <state_dir>/jobs/<job id>/; decoded data sets are cached under
-  // <state_dir>/cache/.
-  std::string state_dir;
+  std::string state_dir;  // each job's folder is <state_dir>/jobs/<job id>/
   std::string data_root;  // data.path of file data sets is relative to it
+  std::string cache_dir;  // decoded data sets persist here; "" = <state_dir>/cache
   // Intra-op threads of each training job on the CPU. 0: the spec's training.threads when set,
   // else every hardware thread. Set it when other work (serving, other jobs) shares the cores.
   int training_threads = 0;

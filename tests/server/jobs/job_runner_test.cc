@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -281,6 +282,32 @@ TEST_F(JobRunnerTest, CancelMidRunKeepsLastCheckpointAndStopsWithinAStep) {
   StatusOr<v1::Job> stored = store_->Get(job.id());
   ASSERT_TRUE(stored.ok());
   EXPECT_LT(stored->current_epoch(), 200);
+}
+
+// File data sets are decoded once into options.cache_dir, where a later job finds them.
+TEST_F(JobRunnerTest, FileDataSetsAreCachedInTheCacheDir) {
+  const char* shared = std::getenv("SELENE_SHARED_DATA");
+  if (shared == nullptr || !fs::is_directory(fs::path(shared) / "tiny-imagenet-200-10c")) {
+    GTEST_SKIP() << "SELENE_SHARED_DATA (../shared/data) is absent";
+  }
+  options_.data_root = shared;
+  options_.cache_dir = (dir_ / "decoded").string();
+  StatusOr<v1::JobSpec> spec = ParseJobSpecJson(R"json({
+    "task": "classification",
+    "model": {"classifier": {"stem_width": 8, "stage_widths": [8, 8, 8, 8],
+                             "stage_blocks": [1, 1, 1, 1]}},
+    "data": {"kind": "tiny_imagenet", "path": "tiny-imagenet-200-10c", "num_classes": 2,
+             "image_size": 32},
+    "training": {"epochs": 1, "batch_size": 64}
+  })json");
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  JobRunner runner(store_.get(), options_);
+  StopRequest stop;
+  const RunOutcome outcome = runner.Run(Started(*spec), "cpu", stop);
+  ASSERT_EQ(outcome.kind, RunOutcome::Kind::kSucceeded) << outcome.reason;
+  ASSERT_TRUE(fs::is_directory(options_.cache_dir));
+  EXPECT_FALSE(fs::is_empty(options_.cache_dir));
+  EXPECT_FALSE(fs::exists(fs::path(options_.state_dir) / "cache"));
 }
 
 }  // namespace

@@ -1,0 +1,56 @@
+#include "server/api/job_model_catalog.h"
+
+#include <filesystem>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "google/protobuf/util/time_util.h"
+#include "server/jobs/job_runner.h"
+#include "server/jobs/job_spec.h"
+
+namespace selene::api {
+
+serving::ServableModelRecord JobModelCatalog::RecordOf(const v1::Job& job) const {
+  serving::ServableModelRecord record;
+  record.job_id = job.id();
+  record.name = job.spec().name();
+  record.checkpoint_path =
+      (std::filesystem::path(jobs::JobFolder(state_dir_, job.id())) / "best.pt").string();
+  // The job's own spec, resolved as the runner resolved it: the same network spec.json
+  // describes, without a file read per job on every "latest" lookup.
+  record.spec = jobs::ResolveDefaults(job.spec());
+  // Finish time orders "latest"; a job without one (never expected for a succeeded job) falls
+  // back to its event count, which still grows with time.
+  record.finish_order =
+      job.has_finish_time()
+          ? google::protobuf::util::TimeUtil::TimestampToNanoseconds(job.finish_time())
+          : job.last_event_sequence();
+  record.monitor = job.monitor();
+  record.best_value = job.best_value();
+  return record;
+}
+
+StatusOr<serving::ServableModelRecord> JobModelCatalog::Find(const std::string& job_id) {
+  SELENE_ASSIGN_OR_RETURN(v1::Job job, store_->Get(job_id));
+  if (job.state() != v1::JOB_STATE_SUCCEEDED) {
+    return FailedPreconditionError(absl::StrCat(
+        job_id, " is ", absl::StripPrefix(v1::JobState_Name(job.state()), "JOB_STATE_"),
+        "; its model is servable once it succeeds"));
+  }
+  return RecordOf(job);
+}
+
+StatusOr<std::vector<serving::ServableModelRecord>> JobModelCatalog::ListServable() {
+  std::vector<serving::ServableModelRecord> records;
+  std::string token;
+  do {
+    SELENE_ASSIGN_OR_RETURN(jobs::JobPage page, store_->List(v1::JOB_STATE_SUCCEEDED,
+                                                             jobs::JobStore::kMaxPageSize, token));
+    for (const v1::Job& job : page.jobs) records.push_back(RecordOf(job));
+    token = std::move(page.next_page_token);
+  } while (!token.empty());
+  return records;
+}
+
+}  // namespace selene::api

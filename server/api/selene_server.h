@@ -1,0 +1,125 @@
+// selene-server assembled: job store, device pool, runner and scheduler; model catalog, registry
+// and inference engine; the two Selene services with token auth, health checking and
+// reflection; one gRPC server. main.cc turns flags into SeleneServerOptions and signals into
+// Shutdown; tests start the same object in-process on a loopback port.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <grpcpp/server.h>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "common/status.h"
+#include "server/api/inference_service_impl.h"
+#include "server/api/job_event_hub.h"
+#include "server/api/job_model_catalog.h"
+#include "server/api/token_auth.h"
+#include "server/api/training_service_impl.h"
+#include "server/jobs/device_pool.h"
+#include "server/jobs/job_runner.h"
+#include "server/jobs/job_store.h"
+#include "server/jobs/scheduler.h"
+#include "server/serving/inference_engine.h"
+#include "server/serving/model_registry.h"
+
+namespace selene::api {
+
+struct SeleneServerOptions {
+  std::string listen = "127.0.0.1:50051";  // host:port; port 0 picks a free one (see port())
+  std::string state_dir = "var";           // selene.db, jobs/<id>/, cache/
+  std::string data_root = "data";          // data.path of file data sets is relative to it
+  // Decoded data sets; "" = <state_dir>/cache. Another folder is linked in as <state_dir>/cache,
+  // where the job runner keeps its cache.
+  std::string cache_dir;
+  std::vector<std::string> devices;  // empty: every CUDA device, else the CPU
+  int jobs_per_device = 1;
+  int queue_limit = 100;
+  int64_t max_message_bytes = int64_t{64} << 20;
+  std::string tls_cert_file;  // PEM; both or neither
+  std::string tls_key_file;
+  std::string token_file;  // "" = no authentication
+  int max_batch_size = 8;
+  // Images with more pixels are refused (INVALID_ARGUMENT naming the size and the limit).
+  int64_t max_image_pixels = int64_t{4096} * 4096;
+  absl::Duration max_queue_delay = absl::Milliseconds(5);
+  int max_loaded_models = 4;
+  int inference_threads = 1;  // each model batcher's intra-op threads
+  // Each training job's intra-op threads; 0 = hardware threads minus inference_threads, at
+  // least 1, so inference never waits behind training for the CPU.
+  int training_threads = 0;
+  int inference_workers = 0;  // requests in the engine at once; 0 = 2 * max_batch_size, >= 4
+  absl::Duration shutdown_grace = absl::Seconds(10);
+  absl::Duration progress_interval = absl::Milliseconds(500);  // StepProgress throttle
+  absl::Duration scheduler_poll = absl::Milliseconds(500);
+  // One line for the operator (job state changes, scheduler errors); default: stderr.
+  std::function<void(const std::string&)> log;
+};
+
+class SeleneServer {
+ public:
+  // Builds everything, starts the gRPC server, then the scheduler (which requeues the jobs a
+  // previous process left running, to resume from their checkpoints). InvalidArgument: an option
+  // is wrong (a device, a TLS or token file, a limit); anything else is the environment's fault
+  // (state dir not writable or in use by another server, job store unreadable, port taken).
+  static StatusOr<std::unique_ptr<SeleneServer>> Start(SeleneServerOptions options);
+
+  // Shutdown().
+  ~SeleneServer();
+  SeleneServer(const SeleneServer&) = delete;
+  SeleneServer& operator=(const SeleneServer&) = delete;
+
+  // The address it listens on, with the port actually bound.
+  const std::string& address() const { return address_; }
+  int port() const { return port_; }
+  const SeleneServerOptions& options() const { return options_; }
+
+  // Graceful stop: health NOT_SERVING, watches end (UNAVAILABLE with the sequence to resume
+  // from), no new calls, calls in flight drain until shutdown_grace (then are cancelled),
+  // running jobs checkpoint and go back to QUEUED, models unload. Idempotent. DeadlineExceeded
+  // when jobs were still stopping at the grace deadline (they resume from their previous
+  // checkpoint at the next start).
+  Status Shutdown() ABSL_LOCKS_EXCLUDED(shutdown_mu_);
+
+  jobs::JobStore& store() { return *store_; }
+  jobs::Scheduler& scheduler() { return *scheduler_; }
+  serving::ModelRegistry& registry() { return *registry_; }
+  TrainingServiceImpl& training_service() { return *training_service_; }
+  grpc::Server& grpc_server() { return *server_; }
+
+ private:
+  explicit SeleneServer(SeleneServerOptions options);
+  Status Build();
+  void Log(const std::string& line) const;
+
+  SeleneServerOptions options_;
+  std::string address_;
+  int port_ = 0;
+  int lock_fd_ = -1;  // flock on <state_dir>/selene.lock, held for the server's life
+
+  // Declared in dependency order: destroyed in reverse, users before what they use.
+  JobEventHub hub_;
+  std::unique_ptr<jobs::JobStore> store_;
+  std::unique_ptr<jobs::DevicePool> pool_;
+  std::unique_ptr<jobs::JobRunner> runner_;
+  std::unique_ptr<jobs::Scheduler> scheduler_;
+  std::unique_ptr<JobModelCatalog> catalog_;
+  std::unique_ptr<serving::ModelRegistry> registry_;
+  std::unique_ptr<serving::InferenceEngine> engine_;
+  std::unique_ptr<TokenAuth> auth_;
+  std::unique_ptr<TrainingServiceImpl> training_service_;
+  std::unique_ptr<InferenceServiceImpl> inference_service_;
+  std::unique_ptr<JobEventHub::Subscription> log_subscription_;
+  std::unique_ptr<grpc::Server> server_;
+
+  absl::Mutex shutdown_mu_;
+  bool shut_down_ ABSL_GUARDED_BY(shutdown_mu_) = false;
+  Status shutdown_status_ ABSL_GUARDED_BY(shutdown_mu_);
+};
+
+}  // namespace selene::api

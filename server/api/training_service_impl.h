@@ -1,0 +1,96 @@
+// selene.v1.TrainingService over the job store and scheduler: admission (spec validation with
+// field paths, data path confined to the data root, encoder job known, queue limit) then the
+// scheduler; job queries; WatchJob streams (JobWatcher); artifacts listed with their SHA-256 and
+// downloaded in 1 MiB chunks from any offset; cross-run comparison from run_summary.json.
+// Protos in, protos out: every error is a selene::Status until ToGrpcStatus at the very end.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include <grpcpp/server_context.h>
+#include <grpcpp/support/server_callback.h>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "common/status.h"
+#include "selene/v1/training_service.grpc.pb.h"
+#include "selene/v1/training_service.pb.h"
+#include "server/api/artifact_index.h"
+#include "server/api/job_event_hub.h"
+#include "server/api/job_watcher.h"
+#include "server/api/token_auth.h"
+#include "server/jobs/job_store.h"
+#include "server/jobs/scheduler.h"
+
+namespace selene::api {
+
+struct TrainingServiceOptions {
+  std::string state_dir;  // job folders are <state_dir>/jobs/<id>
+  std::string data_root;  // data.path of file data sets must resolve inside it
+  int queue_limit = 100;  // QUEUED jobs at most; a submit beyond is RESOURCE_EXHAUSTED
+};
+
+class TrainingServiceImpl final : public v1::TrainingService::CallbackService {
+ public:
+  // Download chunk size.
+  static constexpr int64_t kChunkBytes = int64_t{1} << 20;
+
+  // All pointers must outlive the service; `auth` may be null (no authentication). The service
+  // must outlive the gRPC server it is registered with.
+  TrainingServiceImpl(jobs::JobStore* store, jobs::Scheduler* scheduler, JobEventHub* hub,
+                      const TokenAuth* auth, TrainingServiceOptions options);
+  ~TrainingServiceImpl() override;
+
+  grpc::ServerUnaryReactor* SubmitJob(grpc::CallbackServerContext* context,
+                                      const v1::SubmitJobRequest* request,
+                                      v1::SubmitJobResponse* response) override;
+  grpc::ServerUnaryReactor* GetJob(grpc::CallbackServerContext* context,
+                                   const v1::GetJobRequest* request, v1::Job* response) override;
+  grpc::ServerUnaryReactor* ListJobs(grpc::CallbackServerContext* context,
+                                     const v1::ListJobsRequest* request,
+                                     v1::ListJobsResponse* response) override;
+  grpc::ServerWriteReactor<v1::JobEvent>* WatchJob(grpc::CallbackServerContext* context,
+                                                   const v1::WatchJobRequest* request) override;
+  grpc::ServerUnaryReactor* CancelJob(grpc::CallbackServerContext* context,
+                                      const v1::CancelJobRequest* request,
+                                      v1::Job* response) override;
+  grpc::ServerUnaryReactor* ListArtifacts(grpc::CallbackServerContext* context,
+                                          const v1::ListArtifactsRequest* request,
+                                          v1::ListArtifactsResponse* response) override;
+  grpc::ServerWriteReactor<v1::ArtifactChunk>* DownloadArtifact(
+      grpc::CallbackServerContext* context, const v1::DownloadArtifactRequest* request) override;
+  grpc::ServerUnaryReactor* CompareJobs(grpc::CallbackServerContext* context,
+                                        const v1::CompareJobsRequest* request,
+                                        v1::CompareJobsResponse* response) override;
+
+  // For a graceful stop, before the server's own Shutdown: open watches end with UNAVAILABLE
+  // naming the sequence to resume from (they would otherwise hold the drain until its deadline),
+  // and new watches are refused. Unary calls and downloads keep working until the server stops.
+  void Shutdown();
+
+  int active_watches() const { return watcher_.active_watches(); }
+
+ private:
+  Status Authenticate(const grpc::CallbackServerContext& context) const;
+
+  StatusOr<v1::SubmitJobResponse> Submit(const v1::SubmitJobRequest& request)
+      ABSL_LOCKS_EXCLUDED(submit_mu_);
+  Status CheckAdmissible(const v1::JobSpec& spec) const;
+  // Whether a QUEUED job carries `request_id` (a retried submit is answered even when full).
+  StatusOr<bool> QueuedWithRequestId(const std::string& request_id) const;
+  StatusOr<v1::Job> Cancel(const v1::CancelJobRequest& request);
+  StatusOr<v1::ListArtifactsResponse> ListArtifactsOf(const std::string& job_id);
+  StatusOr<v1::CompareJobsResponse> Compare(const v1::CompareJobsRequest& request);
+
+  jobs::JobStore* const store_;
+  jobs::Scheduler* const scheduler_;
+  const TokenAuth* const auth_;
+  const TrainingServiceOptions options_;
+  ArtifactIndex artifacts_;
+  JobWatcher watcher_;
+  // Held from counting the queue to the submit, so concurrent submits cannot overshoot the limit.
+  absl::Mutex submit_mu_;
+};
+
+}  // namespace selene::api

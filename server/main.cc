@@ -1,0 +1,157 @@
+// selene-server: the Selene gRPC server. Trains queued job specs on the devices it is given and
+// serves the models of succeeded jobs (selene.v1.TrainingService, selene.v1.InferenceService),
+// with standard health checking and server reflection.
+//
+//   selene-server [--listen 127.0.0.1:50051] [--state_dir ./var] [--data_root ./data]
+//                 [--devices cpu,cuda:0] [--token_file FILE] [--tls_cert FILE --tls_key FILE] ...
+//
+// Prints "selene-server listening on ADDRESS (state DIR)" once it serves. SIGTERM or SIGINT stops
+// it gracefully: health NOT_SERVING, calls drain for --shutdown_grace_s, running jobs checkpoint
+// and resume at the next start; a second signal kills it at once. Exit status: 0 after a
+// graceful stop, 1 when it cannot start (port taken, state dir unusable, job store corrupt),
+// 2 for bad flags.
+#include <pthread.h>
+#include <signal.h>
+
+#include <cstdio>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "common/status.h"
+#include "server/api/selene_server.h"
+#include "tools/cli_flags.h"
+
+ABSL_FLAG(std::string, listen, "127.0.0.1:50051",
+          "Address to serve on, host:port (port 0 picks a free port, printed when listening).");
+ABSL_FLAG(std::string, state_dir, "var",
+          "Folder of the job store (selene.db), the jobs' artifacts (jobs/<id>/) and the cache.");
+ABSL_FLAG(std::string, data_root, "data",
+          "Folder that data.path of file data sets is relative to; nothing outside it is read.");
+ABSL_FLAG(std::vector<std::string>, devices, {},
+          "Devices to train on, comma-separated (cpu, cuda, cuda:N); default every CUDA device, "
+          "else the CPU.");
+ABSL_FLAG(int, jobs_per_device, 1, "Training jobs each device runs at once.");
+ABSL_FLAG(int, queue_limit, 100, "Most jobs waiting in the queue; more submits are refused.");
+ABSL_FLAG(int, max_message_mb, 64, "Largest gRPC message received or sent, in MiB.");
+ABSL_FLAG(std::string, tls_cert, "", "PEM certificate chain for TLS (with --tls_key).");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key for TLS (with --tls_cert).");
+ABSL_FLAG(std::string, token_file, "",
+          "File of bearer tokens, one per line (# comments); calls must send "
+          "'authorization: Bearer <token>'. Default: no authentication.");
+ABSL_FLAG(int, max_batch_size, 8, "Largest inference batch per model.");
+ABSL_FLAG(int64_t, max_image_pixels, int64_t{4096} * 4096,
+          "Largest image (width x height) Segment and Classify accept.");
+ABSL_FLAG(int, max_queue_delay_ms, 5,
+          "How long a model's first queued request waits for others to batch with.");
+ABSL_FLAG(int, max_loaded_models, 4, "Models kept in memory (least recently used unloaded).");
+ABSL_FLAG(int, inference_threads, 1, "Intra-op threads of each model's inference.");
+ABSL_FLAG(int, training_threads, 0,
+          "Intra-op threads of each training job; 0 = cores minus --inference_threads, at "
+          "least 1.");
+ABSL_FLAG(int, inference_workers, 0,
+          "Inference requests worked on at once; 0 = twice --max_batch_size, at least 4.");
+ABSL_FLAG(int, shutdown_grace_s, 10,
+          "On SIGTERM/SIGINT, seconds calls in flight may take to finish (and again for running "
+          "jobs to checkpoint).");
+ABSL_FLAG(std::string, cache_dir, "", "Folder of decoded data sets; default <state_dir>/cache.");
+
+namespace {
+
+constexpr int kExitRuntime = 1;
+constexpr int kExitUsage = 2;
+
+int Fail(int code, absl::string_view message) {
+  std::cerr << "selene-server: " << message << std::endl;
+  return code;
+}
+
+selene::api::SeleneServerOptions OptionsFromFlags() {
+  selene::api::SeleneServerOptions options;
+  options.listen = absl::GetFlag(FLAGS_listen);
+  options.state_dir = absl::GetFlag(FLAGS_state_dir);
+  options.data_root = absl::GetFlag(FLAGS_data_root);
+  options.cache_dir = absl::GetFlag(FLAGS_cache_dir);
+  for (const std::string& device : absl::GetFlag(FLAGS_devices)) {
+    if (!device.empty()) options.devices.push_back(device);
+  }
+  options.jobs_per_device = absl::GetFlag(FLAGS_jobs_per_device);
+  options.queue_limit = absl::GetFlag(FLAGS_queue_limit);
+  options.max_message_bytes = int64_t{absl::GetFlag(FLAGS_max_message_mb)} << 20;
+  options.tls_cert_file = absl::GetFlag(FLAGS_tls_cert);
+  options.tls_key_file = absl::GetFlag(FLAGS_tls_key);
+  options.token_file = absl::GetFlag(FLAGS_token_file);
+  options.max_batch_size = absl::GetFlag(FLAGS_max_batch_size);
+  options.max_image_pixels = absl::GetFlag(FLAGS_max_image_pixels);
+  options.max_queue_delay = absl::Milliseconds(absl::GetFlag(FLAGS_max_queue_delay_ms));
+  options.max_loaded_models = absl::GetFlag(FLAGS_max_loaded_models);
+  options.inference_threads = absl::GetFlag(FLAGS_inference_threads);
+  options.training_threads = absl::GetFlag(FLAGS_training_threads);
+  options.inference_workers = absl::GetFlag(FLAGS_inference_workers);
+  options.shutdown_grace = absl::Seconds(absl::GetFlag(FLAGS_shutdown_grace_s));
+  return options;
+}
+
+int Run() {
+  // Blocked in every thread (they inherit this mask), so the signals reach sigwait below and
+  // nothing runs in a signal handler.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  selene::api::SeleneServerOptions options = OptionsFromFlags();
+  selene::StatusOr<std::unique_ptr<selene::api::SeleneServer>> started =
+      selene::api::SeleneServer::Start(options);
+  if (!started.ok()) {
+    return Fail(
+        started.status().code() == absl::StatusCode::kInvalidArgument ? kExitUsage : kExitRuntime,
+        started.status().message());
+  }
+  std::unique_ptr<selene::api::SeleneServer> server = std::move(started).value();
+  std::cout << "selene-server listening on " << server->address() << " (state " << options.state_dir
+            << ")" << std::endl;
+
+  int signal_number = 0;
+  while (sigwait(&stop_signals, &signal_number) != 0) {
+  }
+  std::cerr << "selene-server: " << (signal_number == SIGTERM ? "SIGTERM" : "SIGINT")
+            << ": shutting down (grace " << absl::GetFlag(FLAGS_shutdown_grace_s) << " s)"
+            << std::endl;
+  // A second signal ends the process the default way; jobs then resume from their last
+  // checkpoint at the next start.
+  signal(SIGTERM, SIG_DFL);
+  signal(SIGINT, SIG_DFL);
+  pthread_sigmask(SIG_UNBLOCK, &stop_signals, nullptr);
+
+  selene::Status stopped = server->Shutdown();
+  server.reset();
+  std::cerr << "selene-server: stopped"
+            << (stopped.ok() ? "" : absl::StrCat(" (", stopped.message(), ")")) << std::endl;
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "The Selene gRPC server: trains job specs and serves their models.\n"
+      "  selene-server [--listen HOST:PORT] [--state_dir DIR] [--data_root DIR] "
+      "[--devices LIST] ...");
+  std::vector<char*> args(argv, argv + argc);
+  if (selene::Status checked = selene::tools::CheckFlags(args); !checked.ok()) {
+    return Fail(kExitUsage, absl::StrCat(checked.message(), " (see --help)"));
+  }
+  absl::ParseCommandLine(argc, argv);
+  try {
+    return Run();
+  } catch (const std::exception& e) {
+    return Fail(kExitRuntime, e.what());
+  }
+}

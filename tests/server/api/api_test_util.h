@@ -1,0 +1,91 @@
+// Shared by the API tests: tiny synthetic job specs, a temporary folder per test, server options
+// for an in-process selene server on a loopback port, and a client with real stubs (bearer
+// token, deadlines, watch and download helpers, the standard health check over a generic stub).
+#pragma once
+
+#include <grpcpp/grpcpp.h>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "selene/v1/inference_service.grpc.pb.h"
+#include "selene/v1/job_spec.pb.h"
+#include "selene/v1/training_service.grpc.pb.h"
+#include "server/api/selene_server.h"
+#include "tests/server/jobs/tiny_job_specs.h"
+
+namespace selene::api::testing {
+
+// A fresh, empty folder for the running test: <tmp>/<prefix>_<pid>_<test name>.
+std::string FreshTestDir(const std::string& prefix);
+
+// Options for an in-process server under `dir` (state in dir/state, data root dir/data, created):
+// 127.0.0.1 on a free port, one CPU slot, one training thread, progress every 50 ms, quick
+// scheduler polling and a short shutdown grace.
+SeleneServerOptions TestServerOptions(const std::string& dir);
+
+// Tiny specs that train in about a second on one core.
+using jobs::testing::ClassifierSpec;  // tests/server/jobs/tiny_job_specs.h
+using jobs::testing::EncoderUNetSpec;
+using jobs::testing::MoonSpec;
+
+bool IsTerminal(v1::JobState state);
+std::string StateName(v1::JobState state);
+
+// Real stubs on a channel to `address`; every call carries the token (if any) and a deadline.
+class TestClient {
+ public:
+  explicit TestClient(const std::string& address, std::string token = "");
+  TestClient(std::shared_ptr<grpc::Channel> channel, std::string token);
+
+  // Adds authorization and a deadline `timeout` from now.
+  void Prepare(grpc::ClientContext* context, absl::Duration timeout = absl::Seconds(60)) const;
+
+  grpc::Status Submit(const v1::JobSpec& spec, v1::SubmitJobResponse* response,
+                      const std::string& request_id = "", int32_t priority = 0);
+  // Submits and returns the job id; fails the test on an error.
+  std::string SubmitOk(const v1::JobSpec& spec, const std::string& request_id = "");
+  grpc::Status GetJob(const std::string& id, v1::Job* job);
+  v1::Job Get(const std::string& id);  // fails the test on an error
+  grpc::Status Cancel(const std::string& id, v1::Job* job, const std::string& reason = "");
+
+  // Polls GetJob until `done` holds; fails the test after `timeout`.
+  v1::Job WaitFor(const std::string& id, const std::function<bool(const v1::Job&)>& done,
+                  absl::Duration timeout = absl::Seconds(90));
+  v1::Job WaitTerminal(const std::string& id, absl::Duration timeout = absl::Seconds(90));
+
+  // The whole WatchJob stream; `status` gets how it ended.
+  std::vector<v1::JobEvent> Watch(const std::string& id, int64_t after_sequence,
+                                  grpc::Status* status, absl::Duration timeout = absl::Seconds(90));
+
+  // Downloads one artifact from `offset`; the chunks as they came.
+  grpc::Status Download(const std::string& id, const std::string& name, int64_t offset,
+                        std::vector<v1::ArtifactChunk>* chunks);
+
+  grpc::Status Segment(const v1::SegmentRequest& request, v1::SegmentResponse* response);
+  grpc::Status Classify(const v1::ClassifyRequest& request, v1::ClassifyResponse* response);
+
+  // grpc.health.v1.Health/Check for `service` ("" = the server): 1 SERVING, 2 NOT_SERVING,
+  // 3 SERVICE_UNKNOWN, 0 UNKNOWN; -1 when the call failed (`status` says why). No token sent.
+  int Health(const std::string& service, grpc::Status* status = nullptr);
+
+  // Names from grpc.reflection.v1alpha.ServerReflection list_services; empty on failure.
+  std::vector<std::string> ReflectionServices();
+
+  v1::TrainingService::Stub& training() { return *training_; }
+  v1::InferenceService::Stub& inference() { return *inference_; }
+  const std::shared_ptr<grpc::Channel>& channel() const { return channel_; }
+
+ private:
+  std::shared_ptr<grpc::Channel> channel_;
+  std::string token_;
+  std::unique_ptr<v1::TrainingService::Stub> training_;
+  std::unique_ptr<v1::InferenceService::Stub> inference_;
+};
+
+std::string ReadFileBytes(const std::string& path);
+
+}  // namespace selene::api::testing

@@ -1,0 +1,296 @@
+// Tests the selene-server binary (server/main.cc) as a child process on a free loopback port:
+// killed with SIGKILL mid-training and restarted on the same state dir, it loses no job (the
+// running one resumes from its checkpoint, the queued one still runs); stopped with SIGTERM, it
+// exits 0 within its grace period with the running job back in the queue and its last.pt
+// written, and the next start finishes it. Children are killed in every path (and by the kernel
+// should this test process die: PR_SET_PDEATHSIG).
+#include <fcntl.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "server/jobs/job_spec.h"
+#include "server/jobs/job_store.h"
+#include "server/jobs/scheduler.h"
+#include "tests/server/api/api_test_util.h"
+
+#ifndef SELENE_SERVER_BINARY
+#error "SELENE_SERVER_BINARY must name the selene-server executable"
+#endif
+
+namespace selene {
+namespace {
+
+namespace fs = std::filesystem;
+using api::testing::TestClient;
+using ::testing::HasSubstr;
+
+// One selene-server child: stdout and stderr go to files in `dir`, so the test can wait for the
+// "listening" line without a pipe the child could block on.
+class ServerProcess {
+ public:
+  ServerProcess(const std::string& dir, const std::vector<std::string>& flags, int run)
+      : out_((fs::path(dir) / absl::StrCat("server", run, ".out")).string()),
+        err_((fs::path(dir) / absl::StrCat("server", run, ".err")).string()) {
+    std::vector<std::string> args = {SELENE_SERVER_BINARY};
+    args.insert(args.end(), flags.begin(), flags.end());
+    std::vector<char*> argv;
+    for (std::string& arg : args) argv.push_back(arg.data());
+    argv.push_back(nullptr);
+    const pid_t parent = ::getpid();
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      // Only async-signal-safe calls between fork and exec.
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+      if (::getppid() != parent) ::_exit(127);
+      const int out = ::open(out_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      const int err = ::open(err_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      if (out < 0 || err < 0) ::_exit(127);
+      ::dup2(out, STDOUT_FILENO);
+      ::dup2(err, STDERR_FILENO);
+      ::execv(argv[0], argv.data());
+      ::_exit(127);
+    }
+  }
+
+  ~ServerProcess() {
+    if (running()) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+    }
+  }
+
+  bool running() const { return pid_ > 0 && !exit_status_.has_value(); }
+
+  // The address from "selene-server listening on ADDRESS (state DIR)"; "" if the line does not
+  // come within `timeout` or the process ends first.
+  std::string WaitForAddress(absl::Duration timeout = absl::Seconds(30)) {
+    const std::string prefix = "selene-server listening on ";
+    const absl::Time deadline = absl::Now() + timeout;
+    while (absl::Now() < deadline) {
+      const std::string out = api::testing::ReadFileBytes(out_);
+      const size_t at = out.find(prefix);
+      const size_t end = out.find(" (state ", at);
+      if (at != std::string::npos && end != std::string::npos) {
+        return out.substr(at + prefix.size(), end - at - prefix.size());
+      }
+      if (Wait(absl::ZeroDuration()).has_value()) return "";
+      absl::SleepFor(absl::Milliseconds(20));
+    }
+    return "";
+  }
+
+  void Signal(int signal) {
+    if (running()) ::kill(pid_, signal);
+  }
+
+  // The exit status once the process has ended within `timeout` (-signal when killed).
+  std::optional<int> Wait(absl::Duration timeout) {
+    const absl::Time deadline = absl::Now() + timeout;
+    while (running()) {
+      int status = 0;
+      const pid_t done = ::waitpid(pid_, &status, WNOHANG);
+      if (done == pid_) {
+        exit_status_ = WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
+        break;
+      }
+      if (absl::Now() >= deadline) break;
+      absl::SleepFor(absl::Milliseconds(10));
+    }
+    return exit_status_;
+  }
+
+  std::string Log() const {
+    return api::testing::ReadFileBytes(out_) + api::testing::ReadFileBytes(err_);
+  }
+
+ private:
+  const std::string out_;
+  const std::string err_;
+  pid_t pid_ = -1;
+  std::optional<int> exit_status_;
+};
+
+// Epochs of about half a second on one core, so the job is caught mid-training.
+v1::JobSpec LongSpec(const std::string& name, int64_t epochs) {
+  StatusOr<v1::JobSpec> spec = jobs::ParseJobSpecJson(R"json({
+    "task": "binary_segmentation",
+    "model": {"unet": {"base_width": 8}},
+    "data": {"kind": "synthetic_moon", "num_samples": 160, "image_size": 64},
+    "training": {"batch_size": 8, "monitor": "dice"}
+  })json");
+  EXPECT_TRUE(spec.ok()) << spec.status();
+  spec->set_name(name);
+  spec->mutable_training()->set_epochs(epochs);
+  return *spec;
+}
+
+class ServerProcessTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = api::testing::FreshTestDir("server_process");
+    state_dir_ = (fs::path(dir_) / "state").string();
+    fs::create_directories(fs::path(dir_) / "data");
+  }
+  void TearDown() override {
+    if (HasFailure()) {
+      for (const auto& server : servers_) std::cerr << "--- server log:\n" << server->Log();
+    }
+    servers_.clear();  // kills what still runs
+    fs::remove_all(dir_);
+  }
+
+  ServerProcess& Launch() {
+    servers_.push_back(std::make_unique<ServerProcess>(
+        dir_,
+        std::vector<std::string>{"--listen=127.0.0.1:0", "--state_dir=" + state_dir_,
+                                 "--data_root=" + dir_ + "/data", "--devices=cpu",
+                                 "--training_threads=1", "--shutdown_grace_s=5"},
+        static_cast<int>(servers_.size())));
+    return *servers_.back();
+  }
+
+  // Events of `id` read from the stopped server's store file.
+  std::vector<v1::JobEvent> StoredEvents(const std::string& id) {
+    StatusOr<std::unique_ptr<jobs::JobStore>> store =
+        jobs::JobStore::Open((fs::path(state_dir_) / "selene.db").string());
+    EXPECT_TRUE(store.ok()) << store.status();
+    if (!store.ok()) return {};
+    StatusOr<std::vector<v1::JobEvent>> events = (*store)->Events(id);
+    return events.ok() ? *events : std::vector<v1::JobEvent>();
+  }
+
+  std::string dir_;
+  std::string state_dir_;
+  std::vector<std::unique_ptr<ServerProcess>> servers_;
+};
+
+// The first EpochEnd after the event numbered `after`.
+int64_t FirstEpochAfter(const std::vector<v1::JobEvent>& events, int64_t after) {
+  for (const v1::JobEvent& event : events) {
+    if (event.sequence() > after && event.has_epoch_end()) return event.epoch_end().epoch();
+  }
+  return 0;
+}
+
+TEST_F(ServerProcessTest, KilledServerLosesNoJobAndTheRunningOneResumes) {
+  ServerProcess& first = Launch();
+  const std::string address = first.WaitForAddress();
+  ASSERT_FALSE(address.empty()) << first.Log();
+  TestClient client(address);
+  const std::string running = client.SubmitOk(LongSpec("resumed", 8));
+  const std::string queued = client.SubmitOk(api::testing::MoonSpec("waiting", 2));
+  const v1::Job before = client.WaitFor(
+      running, [](const v1::Job& job) { return job.current_epoch() >= 2; }, absl::Seconds(60));
+  ASSERT_EQ(before.state(), v1::JOB_STATE_RUNNING)
+      << "the job ended before the kill: " << before.ShortDebugString();
+  EXPECT_EQ(client.Get(queued).state(), v1::JOB_STATE_QUEUED);
+
+  first.Signal(SIGKILL);
+  ASSERT_EQ(first.Wait(absl::Seconds(10)), -SIGKILL);
+
+  ServerProcess& second = Launch();
+  const std::string restarted = second.WaitForAddress();
+  ASSERT_FALSE(restarted.empty()) << second.Log();
+  TestClient again(restarted);
+  const v1::Job resumed = again.WaitTerminal(running, absl::Seconds(90));
+  ASSERT_EQ(resumed.state(), v1::JOB_STATE_SUCCEEDED) << resumed.error();
+  EXPECT_EQ(resumed.current_epoch(), 8);
+  EXPECT_EQ(resumed.resumes(), 1);
+  EXPECT_EQ(resumed.attempts(), 2);
+
+  // It went back to the queue at the restart and continued from its checkpoint: the epoch the
+  // kill interrupted (or, when the kill came between recording an epoch and checkpointing it,
+  // that epoch again), never epoch 1.
+  grpc::Status watched;
+  const std::vector<v1::JobEvent> events = again.Watch(running, 0, &watched);
+  ASSERT_TRUE(watched.ok()) << watched.error_message();
+  int64_t requeued_at = 0;
+  for (const v1::JobEvent& event : events) {
+    if (event.has_state_change() && event.state_change().to_state() == v1::JOB_STATE_QUEUED &&
+        event.state_change().reason() == jobs::JobStore::kRestartReason) {
+      requeued_at = event.sequence();
+    }
+  }
+  ASSERT_GT(requeued_at, 0);
+  const int64_t first_after = FirstEpochAfter(events, requeued_at);
+  EXPECT_GE(first_after, before.current_epoch());
+  EXPECT_LE(first_after, before.current_epoch() + 1);
+
+  // The job that was waiting is there and runs too.
+  EXPECT_EQ(again.WaitTerminal(queued).state(), v1::JOB_STATE_SUCCEEDED);
+
+  second.Signal(SIGTERM);
+  EXPECT_EQ(second.Wait(absl::Seconds(15)), 0);
+}
+
+TEST_F(ServerProcessTest, SigtermDrainsRequeuesTheRunningJobAndExitsZero) {
+  ServerProcess& first = Launch();
+  const std::string address = first.WaitForAddress();
+  ASSERT_FALSE(address.empty()) << first.Log();
+  TestClient client(address);
+  EXPECT_EQ(client.Health(""), 1);
+  const std::string id = client.SubmitOk(LongSpec("interrupted", 6));
+  const v1::Job before = client.WaitFor(
+      id, [](const v1::Job& job) { return job.current_epoch() >= 1; }, absl::Seconds(60));
+  ASSERT_EQ(before.state(), v1::JOB_STATE_RUNNING);
+
+  const absl::Time signalled = absl::Now();
+  first.Signal(SIGTERM);
+  // Until it exits, health answers NOT_SERVING or not at all; never SERVING for long.
+  std::optional<int> exit_status;
+  while (!(exit_status = first.Wait(absl::Milliseconds(20))).has_value() &&
+         absl::Now() - signalled < absl::Seconds(15)) {
+    grpc::Status status;
+    const int health = client.Health("", &status);
+    if (health == 1) {
+      EXPECT_LT(absl::Now() - signalled, absl::Seconds(1));
+    }
+  }
+  ASSERT_EQ(exit_status, 0) << first.Log();
+  EXPECT_LT(absl::Now() - signalled, absl::Seconds(5 + 2));
+  EXPECT_THAT(first.Log(), HasSubstr("SIGTERM"));
+
+  // Back in the queue with its checkpoint, as the stopped server left the store.
+  {
+    StatusOr<std::unique_ptr<jobs::JobStore>> store =
+        jobs::JobStore::Open((fs::path(state_dir_) / "selene.db").string());
+    ASSERT_TRUE(store.ok()) << store.status();
+    StatusOr<v1::Job> job = (*store)->Get(id);
+    ASSERT_TRUE(job.ok());
+    EXPECT_EQ(job->state(), v1::JOB_STATE_QUEUED);
+    EXPECT_TRUE(job->resume_from_checkpoint());
+    StatusOr<std::vector<v1::JobEvent>> events =
+        (*store)->Events(id, job->last_event_sequence() - 1);
+    ASSERT_TRUE(events.ok());
+    ASSERT_EQ(events->size(), 1u);
+    EXPECT_EQ(events->front().state_change().reason(), jobs::Scheduler::kShutdownReason);
+  }
+  EXPECT_TRUE(fs::exists(fs::path(state_dir_) / "jobs" / id / "last.pt"));
+
+  ServerProcess& second = Launch();
+  const std::string restarted = second.WaitForAddress();
+  ASSERT_FALSE(restarted.empty()) << second.Log();
+  TestClient again(restarted);
+  const v1::Job done = again.WaitTerminal(id, absl::Seconds(90));
+  ASSERT_EQ(done.state(), v1::JOB_STATE_SUCCEEDED) << done.error();
+  EXPECT_EQ(done.current_epoch(), 6);
+  EXPECT_EQ(done.resumes(), 0);  // a graceful stop is no crash
+  EXPECT_EQ(done.attempts(), 2);
+
+  second.Signal(SIGINT);
+  EXPECT_EQ(second.Wait(absl::Seconds(15)), 0);
+}
+
+}  // namespace
+}  // namespace selene
