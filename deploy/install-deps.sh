@@ -10,7 +10,8 @@ PACKAGES=(
   libopencv-dev
   libgrpc++-dev protobuf-compiler protobuf-compiler-grpc libprotobuf-dev
   libabsl-dev libsqlite3-dev
-  libssl-dev
+  # OpenSSL: SHA-256 of artifacts and token digests; the openssl tool makes the TLS test certificate.
+  libssl-dev openssl
   libgtest-dev libgmock-dev
 )
 
