@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The demo (`make demo`): trains the demo U-Net on synthetic lunar terrain with the local
-# runner and prints where its artifacts are. Until the server exists it runs selene-train
-# directly; no download is needed.
+# The demo (`make demo`): starts selene-server with its embedded defaults (state under ./var,
+# SQLite, CPU) on a free loopback port, submits the synthetic-moon U-Net job
+# (configs/demo_moon_unet.json) and watches it with the progress bar, downloads the best
+# checkpoint and the report, segments a sample image into a mask and an overlay, prints where
+# everything is and stops the server cleanly (SIGTERM; also on any failure, by the EXIT trap).
 #
 #   tools/demo.sh BUILD_DIR
 set -euo pipefail
@@ -14,19 +16,65 @@ case "$build_dir" in
   *) build_dir="$repo/$build_dir" ;;
 esac
 
-selene_train="$build_dir/bin/selene-train"
-if [[ ! -x "$selene_train" ]]; then
-  echo "demo: $selene_train not found; build first (make build BUILD_DIR=...)" >&2
-  exit 2
+server_bin="$build_dir/bin/selene-server"
+selene="$build_dir/bin/selene"
+for bin in "$server_bin" "$selene"; do
+  if [[ ! -x "$bin" ]]; then
+    echo "demo: $bin not found; build first (make build BUILD_DIR=...)" >&2
+    exit 2
+  fi
+done
+
+state="var"
+out="runs/demo"
+sample="tools/demo/moon_sample.png"
+mkdir -p "$state" "$out"
+log="$state/demo-server.log"
+
+server_pid=""
+stop_server() {
+  if [[ -n "$server_pid" ]] && kill -0 "$server_pid" 2>/dev/null; then
+    kill -TERM "$server_pid"
+    wait "$server_pid" || echo "demo: selene-server exited with status $?" >&2
+  fi
+  server_pid=""
+}
+trap stop_server EXIT
+
+# Port 0: the server picks a free port and names it in its "listening on" line.
+"$server_bin" --listen 127.0.0.1:0 --state_dir "$state" >"$log" 2>&1 &
+server_pid=$!
+address=""
+for _ in $(seq 1 300); do
+  address="$(sed -n 's/^selene-server listening on \(.*\) (state .*/\1/p' "$log" | head -n 1)"
+  [[ -n "$address" ]] && break
+  if ! kill -0 "$server_pid" 2>/dev/null; then
+    echo "demo: selene-server did not start:" >&2
+    cat "$log" >&2
+    exit 1
+  fi
+  sleep 0.1
+done
+if [[ -z "$address" ]]; then
+  echo "demo: selene-server did not report its address within 30 s (log: $log)" >&2
+  exit 1
 fi
+export SELENE_SERVER="$address"
+echo "demo: selene-server listening on $address (state $repo/$state, log $repo/$log)"
 
-out="runs/demo-moon-unet"
-"$selene_train" --spec configs/demo_moon_unet.json --out "$out"
+# submit prints only the job id; watch draws the progress bar on a terminal.
+job="$("$selene" submit configs/demo_moon_unet.json)"
+echo "demo: submitted $job"
+"$selene" watch "$job"
 
+"$selene" download "$job" best.pt report.md curves.png samples.png --out "$out"
+"$selene" segment --model "$job" "$sample" --out "$out" --overlay
+
+stop_server
 echo
-echo "demo: done. Artifacts in $repo/$out:"
-for name in best.pt last.pt history.csv metrics.json spec.json data_summary.json \
-    run_summary.json report.md curves.png samples.png; do
+echo "demo: done in ${SECONDS}s. Job $job, files in $repo/$out:"
+for name in best.pt report.md curves.png samples.png moon_sample_mask.png \
+    moon_sample_overlay.png; do
   if [[ -e "$out/$name" ]]; then echo "  $out/$name"; fi
 done
-echo "demo: the model is $out/best.pt; read $out/report.md (curves and sample masks beside it)."
+echo "demo: the job's full folder is $repo/$state/jobs/$job; the server log is $repo/$log."
