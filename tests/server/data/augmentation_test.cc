@@ -7,10 +7,8 @@
 #include <torch/torch.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <cstdint>
-#include <cstdio>
 #include <limits>
 #include <set>
 #include <string>
@@ -402,49 +400,6 @@ TEST(AugmentationTest, ValidateNamesTheBadField) {
   full.brightness = full.contrast = full.saturation = 1.0;
   EXPECT_TRUE(ValidateAugmentation(full).ok());
   EXPECT_TRUE(ValidateAugmentation(AugmentationOptions{}).ok());
-}
-
-// Not a test: the cost of one training batch (64 RGB 128x128 images with binary masks, every
-// option on) on one intra-op thread, as on the loader's thread. Run with
-// --gtest_also_run_disabled_tests --gtest_filter='*Cost*'.
-TEST(AugmentationTest, DISABLED_CostOfABatch) {
-  const int before = torch::get_num_threads();
-  torch::set_num_threads(1);
-  torch::manual_seed(1);
-  const torch::Tensor images = torch::rand({64, 3, 128, 128});
-  const torch::Tensor masks = torch::randint(0, 2, {64, 128, 128}).to(torch::kFloat);
-  AugmentationOptions all;
-  all.hflip = all.vflip = true;
-  all.rotation_degrees = 30;
-  all.crop_scale_min = 0.08;
-  all.brightness = all.contrast = all.saturation = 0.4;
-  AugmentationOptions geometry = all;
-  geometry.brightness = geometry.contrast = geometry.saturation = 0.0;
-  AugmentationOptions colour = all;
-  colour.hflip = colour.vflip = false;
-  colour.rotation_degrees = 0.0;
-  colour.crop_scale_min = 1.0;
-  AugmentationOptions flips;
-  flips.hflip = flips.vflip = true;
-  const std::pair<const char*, AugmentationOptions> runs[] = {
-      {"everything", all}, {"geometry", geometry}, {"colour", colour}, {"flips only", flips}};
-  for (const auto& [name, options] : runs) {
-    const train::BatchTransform transform = MakeAugmentation(options, Task::kBinarySegmentation);
-    const int repeats = 10;
-    double seconds = 0.0;
-    for (int r = 0; r <= repeats; ++r) {
-      Batch batch = MakeBatch(images, masks);
-      const auto start = std::chrono::steady_clock::now();
-      transform(batch, static_cast<uint64_t>(r));
-      if (r > 0) {  // the first call warms up
-        seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-      }
-      ASSERT_EQ(batch.images.sizes(), images.sizes());
-    }
-    std::printf("%-12s %.1f ms per batch of 64x3x128x128 (1 thread)\n", name,
-                1e3 * seconds / repeats);
-  }
-  torch::set_num_threads(before);
 }
 
 }  // namespace
