@@ -59,8 +59,8 @@ int main(int argc, char** argv) {
   for (const std::string& set :
        {absl::StrCat("data.path=", data.filename().string()),
         absl::StrCat("data.num_classes=", absl::GetFlag(FLAGS_classes)),
-        absl::StrCat("data.image_size=", absl::GetFlag(FLAGS_size)), std::string("training.epochs=1"),
-        std::string("training.schedule.warmup_epochs=0")}) {
+        absl::StrCat("data.image_size=", absl::GetFlag(FLAGS_size)),
+        std::string("training.epochs=1"), std::string("training.schedule.warmup_epochs=0")}) {
     if (selene::Status s = selene::jobs::ApplyOverride(&*spec, set); !s.ok()) {
       return Fail(std::string(s.message()));
     }

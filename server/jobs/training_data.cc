@@ -73,8 +73,8 @@ data::DataSummary SummarizeSynthetic(const DataRequest& request,
   summary.dataset = DataKindName(request.kind);
   summary.task = train::TaskName(request.task);
   summary.root = "(generated in memory)";
-  summary.split = absl::StrCat("fraction ", request.validation_fraction, ", seed ",
-                               request.split_seed);
+  summary.split =
+      absl::StrCat("fraction ", request.validation_fraction, ", seed ", request.split_seed);
   summary.train_items = split.train.size();
   summary.val_items = split.val.size();
   summary.images_found = summary.train_items + summary.val_items;

@@ -6,8 +6,8 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "models/factory.h"
-#include "server/train/checkpoint.h"
 #include "server/data/augmentation.h"
+#include "server/train/checkpoint.h"
 
 namespace selene::jobs {
 namespace {
@@ -211,9 +211,8 @@ StatusOr<TrainingPlan> PlanTraining(const v1::JobSpec& spec) {
   // memory): batches are resized on the device.
   options.input_size = plan.data.image_size;
   if (plan.data.augmentation.any()) {
-    options.train_transform =
-        data::MakeAugmentation(ToAugmentationOptions(plan.data.augmentation), options.task,
-                               options.loss.ignore_index);
+    options.train_transform = data::MakeAugmentation(ToAugmentationOptions(plan.data.augmentation),
+                                                     options.task, options.loss.ignore_index);
   }
   options.metadata = JobSpecToJson(s, /*pretty=*/false);
   return plan;

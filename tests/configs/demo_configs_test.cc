@@ -42,8 +42,8 @@ TEST_P(DemoConfigsTest, ReachesItsGoal) {
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   for (const train::EpochRecord& r : result->history) {
     std::printf("  epoch %lld: train loss %.4f, val loss %.4f, %s %.4f, %.0f images/s\n",
-                static_cast<long long>(r.epoch + 1), r.train_loss, r.val_loss,
-                demo.metric.c_str(), r.val_metrics.at(demo.metric), r.images_per_second);
+                static_cast<long long>(r.epoch + 1), r.train_loss, r.val_loss, demo.metric.c_str(),
+                r.val_metrics.at(demo.metric), r.images_per_second);
   }
   std::printf("%s: best %s %.4f at epoch %lld in %.1f s\n", demo.config.c_str(),
               demo.metric.c_str(), result->best_value,
@@ -55,7 +55,8 @@ INSTANTIATE_TEST_SUITE_P(Demos, DemoConfigsTest,
                          ::testing::Values(DemoGoal{"demo_moon_unet.json", "dice", 0.80},
                                            DemoGoal{"demo_shapes_classifier.json", "top1", 0.90}),
                          [](const auto& info) {
-                           std::string name = info.param.config.substr(0, info.param.config.find('.'));
+                           std::string name =
+                               info.param.config.substr(0, info.param.config.find('.'));
                            return name;
                          });
 

@@ -157,8 +157,8 @@ TEST(SeleneTrainTest, InspectNamesUnusableFiles) {
   fs::create_directories(moon / "images" / "ground");
   std::ofstream(moon / "images" / "render" / "render0001.png") << "not a png at all";
   std::ofstream(moon / "images" / "ground" / "ground0001.png");  // empty
-  const Outcome run = RunSeleneTrain(absl::StrCat("--spec configs/unet_moon.json --inspect --data_root '",
-                                                  root.string(), "'"));
+  const Outcome run = RunSeleneTrain(
+      absl::StrCat("--spec configs/unet_moon.json --inspect --data_root '", root.string(), "'"));
   EXPECT_EQ(run.exit_code, 1) << run.output;
   EXPECT_THAT(run.output, HasSubstr("render0001.png"));
 }
@@ -166,8 +166,9 @@ TEST(SeleneTrainTest, InspectNamesUnusableFiles) {
 TEST(SeleneTrainTest, DataPathOutsideTheRootExits2) {
   const fs::path root = FreshDir("escape_root");
   fs::create_directories(root);
-  const Outcome run = RunSeleneTrain(absl::StrCat("--spec configs/unet_moon.json --inspect --data_root '",
-                                                  root.string(), "' --set data.path=../../etc"));
+  const Outcome run =
+      RunSeleneTrain(absl::StrCat("--spec configs/unet_moon.json --inspect --data_root '",
+                                  root.string(), "' --set data.path=../../etc"));
   EXPECT_EQ(run.exit_code, 2) << run.output;
   EXPECT_THAT(run.output, HasSubstr("data.path"));
 }
@@ -178,13 +179,13 @@ TEST(SeleneTrainTest, CompareTabulatesFinishedRuns) {
     const fs::path out = FreshDir(absl::StrCat("compare_", width));
     const Outcome run = RunSeleneTrain(absl::StrCat(
         "--spec configs/demo_moon_unet.json --out '", out.string(), "' --threads 2",
-        " --set data.num_samples=16 --set data.image_size=32 --set model.unet.base_width=",
-        width, " --set training.epochs=2 --set training.batch_size=8 --set name=width-", width));
+        " --set data.num_samples=16 --set data.image_size=32 --set model.unet.base_width=", width,
+        " --set training.epochs=2 --set training.batch_size=8 --set name=width-", width));
     ASSERT_EQ(run.exit_code, 0) << run.output;
     runs.push_back(out);
   }
-  const Outcome compare = RunSeleneTrain(
-      absl::StrCat("--compare '", runs[0].string(), "' '", runs[1].string(), "'"));
+  const Outcome compare =
+      RunSeleneTrain(absl::StrCat("--compare '", runs[0].string(), "' '", runs[1].string(), "'"));
   ASSERT_EQ(compare.exit_code, 0) << compare.output;
   EXPECT_THAT(compare.output, HasSubstr("width-4"));
   EXPECT_THAT(compare.output, HasSubstr("width-8"));

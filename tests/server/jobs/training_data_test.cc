@@ -32,8 +32,8 @@ std::string SharedData() {
   return dir;
 }
 
-#define SKIP_WITHOUT_SHARED_DATA()                                                       \
-  if (SharedData().empty()) {                                                            \
+#define SKIP_WITHOUT_SHARED_DATA()                                                         \
+  if (SharedData().empty()) {                                                              \
     GTEST_SKIP() << "SELENE_SHARED_DATA (../shared/data) is absent: real samples skipped"; \
   }
 
