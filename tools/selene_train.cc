@@ -136,7 +136,7 @@ void ShowDecodeProgress(int64_t done, int64_t total) {
                                  total > 0 ? 100.0 * done / total : 100.0);
   }
   if (done >= total) {
-    std::cerr << (terminal ? "\n" : "") << "decoded " << done << " files" << std::endl;
+    std::cerr << (terminal ? "\n" : "") << "data: " << done << " files ready" << std::endl;
   }
 }
 
