@@ -242,10 +242,6 @@ void ApplyColour(const AugmentationOptions& o, train::Batch& batch, uint64_t see
 
 }  // namespace
 
-bool AugmentationOptions::any() const {
-  return hflip || vflip || HasWarp(*this) || HasColour(*this);
-}
-
 Status ValidateAugmentation(const AugmentationOptions& o) {
   // Written so NaN fails every range check.
   if (!(o.rotation_degrees >= 0.0 && o.rotation_degrees <= 180.0)) {

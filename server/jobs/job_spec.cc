@@ -1297,11 +1297,6 @@ std::string DataKindName(DataKind kind) {
   return "unknown";
 }
 
-bool AugmentationRequest::any() const {
-  return hflip || vflip || rotation_degrees > 0 || crop_scale_min < 1 || crop_scale_max < 1 ||
-         brightness > 0 || contrast > 0 || saturation > 0;
-}
-
 bool DataRequest::synthetic() const {
   return kind == DataKind::kSyntheticMoon || kind == DataKind::kSyntheticShapes ||
          kind == DataKind::kSyntheticShapesSegmentation;

@@ -12,6 +12,7 @@
 #include "common/status.h"
 #include "models/model_options.h"
 #include "selene/v1/job_spec.pb.h"
+#include "server/data/augmentation_options.h"
 #include "server/train/task.h"
 
 namespace selene::jobs {
@@ -67,19 +68,6 @@ enum class DataKind {
 
 std::string DataKindName(DataKind kind);  // "synthetic_moon", "tiny_imagenet", ...
 
-struct AugmentationRequest {
-  bool hflip = false;
-  bool vflip = false;
-  double rotation_degrees = 0.0;
-  double crop_scale_min = 1.0;  // 1, 1: no crop
-  double crop_scale_max = 1.0;
-  double brightness = 0.0;
-  double contrast = 0.0;
-  double saturation = 0.0;
-
-  bool any() const;
-};
-
 struct DataRequest {
   train::Task task = train::Task::kClassification;
   DataKind kind = DataKind::kSyntheticMoon;
@@ -92,7 +80,7 @@ struct DataRequest {
   bool validation_fraction_set = false;  // false: a data set's own validation split wins
   uint64_t split_seed = 1;
   int64_t ignore_index = -100;  // from training.loss: label id the masks use for "void"
-  AugmentationRequest augmentation;
+  data::AugmentationOptions augmentation;
   std::vector<double> normalize_mean;  // empty = the engine's default
   std::vector<double> normalize_std;
 

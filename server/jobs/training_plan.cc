@@ -90,19 +90,6 @@ train::LossOptions ToLossOptions(const v1::LossSpec& l) {
   return options;
 }
 
-data::AugmentationOptions ToAugmentationOptions(const AugmentationRequest& a) {
-  data::AugmentationOptions options;
-  options.hflip = a.hflip;
-  options.vflip = a.vflip;
-  options.rotation_degrees = a.rotation_degrees;
-  options.crop_scale_min = a.crop_scale_min;
-  options.crop_scale_max = a.crop_scale_max;
-  options.brightness = a.brightness;
-  options.contrast = a.contrast;
-  options.saturation = a.saturation;
-  return options;
-}
-
 StatusOr<torch::Device> ToDevice(const std::string& name) {
   try {
     torch::Device device(name);
@@ -211,8 +198,8 @@ StatusOr<TrainingPlan> PlanTraining(const v1::JobSpec& spec) {
   // memory): batches are resized on the device.
   options.input_size = plan.data.image_size;
   if (plan.data.augmentation.any()) {
-    options.train_transform = data::MakeAugmentation(ToAugmentationOptions(plan.data.augmentation),
-                                                     options.task, options.loss.ignore_index);
+    options.train_transform =
+        data::MakeAugmentation(plan.data.augmentation, options.task, options.loss.ignore_index);
   }
   options.metadata = JobSpecToJson(s, /*pretty=*/false);
   return plan;
