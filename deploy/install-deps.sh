@@ -13,6 +13,11 @@ PACKAGES=(
   # OpenSSL: SHA-256 of artifacts and token digests; the openssl tool makes the TLS test certificate.
   libssl-dev openssl
   libgtest-dev libgmock-dev
+  # Metrics tests: promtool checks the exposition format and the deploy files, and a real
+  # Prometheus server scrapes selene-server (prometheus-cpp is not packaged; Selene writes the format).
+  prometheus
+  # The deploy-files test (tests/deploy) parses every YAML file under deploy/ with /usr/bin/python3.
+  python3-yaml
 )
 
 missing=()

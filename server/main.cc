@@ -5,7 +5,8 @@
 //   selene-server [--listen 127.0.0.1:50051] [--state_dir ./var] [--data_root ./data]
 //                 [--devices cpu,cuda:0] [--token_file FILE] [--tls_cert FILE --tls_key FILE] ...
 //
-// Prints "selene-server listening on ADDRESS (state DIR)" once it serves. SIGTERM or SIGINT stops
+// Prints "selene-server metrics at http://HOST:PORT/metrics" (unless --metrics_listen is empty),
+// then "selene-server listening on ADDRESS (state DIR)" once it serves. SIGTERM or SIGINT stops
 // it gracefully: health NOT_SERVING, calls drain for --shutdown_grace_s, running jobs checkpoint
 // and resume at the next start; a second signal kills it at once. Exit status: 0 after a
 // graceful stop, 1 when it cannot start (port taken, state dir unusable, job store corrupt),
@@ -29,6 +30,9 @@
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:50051",
           "Address to serve on, host:port (port 0 picks a free port, printed when listening).");
+ABSL_FLAG(std::string, metrics_listen, "127.0.0.1:9464",
+          "Address of the Prometheus endpoint (GET /metrics), host:port; port 0 picks a free "
+          "port; empty: no endpoint.");
 ABSL_FLAG(std::string, state_dir, "var",
           "Folder of the job store (selene.db), the jobs' artifacts (jobs/<id>/) and the cache.");
 ABSL_FLAG(std::string, data_root, "data",
@@ -74,6 +78,7 @@ int Fail(int code, absl::string_view message) {
 selene::api::SeleneServerOptions OptionsFromFlags() {
   selene::api::SeleneServerOptions options;
   options.listen = absl::GetFlag(FLAGS_listen);
+  options.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
   options.state_dir = absl::GetFlag(FLAGS_state_dir);
   options.data_root = absl::GetFlag(FLAGS_data_root);
   options.cache_dir = absl::GetFlag(FLAGS_cache_dir);
@@ -115,6 +120,10 @@ int Run() {
         started.status().message());
   }
   std::unique_ptr<selene::api::SeleneServer> server = std::move(started).value();
+  if (!server->metrics_address().empty()) {
+    std::cout << "selene-server metrics at http://" << server->metrics_address() << "/metrics"
+              << std::endl;
+  }
   std::cout << "selene-server listening on " << server->address() << " (state " << options.state_dir
             << ")" << std::endl;
 

@@ -53,4 +53,9 @@ grpc::Status ToGrpcStatus(const Status& status) {
   return grpc::Status(ToGrpcCode(status.code()), std::string(status.message()));
 }
 
+std::string GrpcCodeName(grpc::StatusCode code) {
+  // The canonical codes are shared: gRPC's numbers are absl's.
+  return absl::StatusCodeToString(static_cast<absl::StatusCode>(code));
+}
+
 }  // namespace selene::api

@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "server/api/grpc_status.h"
 #include "server/api/guarded.h"
@@ -19,15 +20,25 @@ absl::Time DeadlineOf(const grpc::CallbackServerContext& context) {
   return absl::FromChrono(deadline);
 }
 
-// Runs `infer` on a worker and finishes the call with its result.
+// Runs `infer` on a worker and finishes the call with its result, recorded in `metrics` (when
+// given) with the model that answered.
 template <typename Request, typename Response, typename Infer>
 grpc::ServerUnaryReactor* RunOnWorker(const char* method, WorkerPool& workers,
-                                      const TokenAuth* auth, grpc::CallbackServerContext* context,
+                                      const TokenAuth* auth, ServerMetrics* metrics,
+                                      grpc::CallbackServerContext* context,
                                       const Request* request, Response* response, Infer infer) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  const absl::Time started = absl::Now();
+  auto finish = [=](const Status& status) {
+    if (metrics != nullptr) {
+      metrics->OnInferenceRequest(method, status.ok() ? response->model_job_id() : request->model(),
+                                  status.code(), absl::Now() - started);
+    }
+    reactor->Finish(ToGrpcStatus(status));
+  };
   if (auth != nullptr) {
     if (Status status = auth->Authenticate(*context); !status.ok()) {
-      reactor->Finish(ToGrpcStatus(status));
+      finish(status);
       return reactor;
     }
   }
@@ -35,23 +46,27 @@ grpc::ServerUnaryReactor* RunOnWorker(const char* method, WorkerPool& workers,
   Status scheduled = workers.Schedule([=] {
     // The client may have given up while the request waited for a worker.
     if (context->IsCancelled()) {
-      reactor->Finish(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled by the client"));
+      finish(CancelledError("cancelled by the client"));
       return;
     }
     StatusOr<Response> result =
         Guarded<StatusOr<Response>>(method, [&] { return infer(*request, deadline); });
     if (result.ok()) *response = *std::move(result);
-    reactor->Finish(ToGrpcStatus(result.status()));
+    finish(result.status());
   });
-  if (!scheduled.ok()) reactor->Finish(ToGrpcStatus(scheduled));
+  if (!scheduled.ok()) finish(scheduled);
   return reactor;
 }
 
 }  // namespace
 
 InferenceServiceImpl::InferenceServiceImpl(serving::InferenceEngine* engine, const TokenAuth* auth,
-                                           InferenceServiceOptions options)
-    : engine_(engine), auth_(auth), workers_("inference", options.workers, options.max_pending) {}
+                                           InferenceServiceOptions options,
+                                           ServerMetrics* metrics)
+    : engine_(engine),
+      auth_(auth),
+      metrics_(metrics),
+      workers_("inference", options.workers, options.max_pending) {}
 
 InferenceServiceImpl::~InferenceServiceImpl() { Shutdown(); }
 
@@ -60,7 +75,7 @@ void InferenceServiceImpl::Shutdown() { workers_.Shutdown(); }
 grpc::ServerUnaryReactor* InferenceServiceImpl::Segment(grpc::CallbackServerContext* context,
                                                         const v1::SegmentRequest* request,
                                                         v1::SegmentResponse* response) {
-  return RunOnWorker("Segment", workers_, auth_, context, request, response,
+  return RunOnWorker("Segment", workers_, auth_, metrics_, context, request, response,
                      [this](const v1::SegmentRequest& r, absl::Time deadline) {
                        return engine_->Segment(r, deadline);
                      });
@@ -69,7 +84,7 @@ grpc::ServerUnaryReactor* InferenceServiceImpl::Segment(grpc::CallbackServerCont
 grpc::ServerUnaryReactor* InferenceServiceImpl::Classify(grpc::CallbackServerContext* context,
                                                          const v1::ClassifyRequest* request,
                                                          v1::ClassifyResponse* response) {
-  return RunOnWorker("Classify", workers_, auth_, context, request, response,
+  return RunOnWorker("Classify", workers_, auth_, metrics_, context, request, response,
                      [this](const v1::ClassifyRequest& r, absl::Time deadline) {
                        return engine_->Classify(r, deadline);
                      });

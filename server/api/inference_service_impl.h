@@ -9,6 +9,7 @@
 
 #include "selene/v1/inference_service.grpc.pb.h"
 #include "selene/v1/inference_service.pb.h"
+#include "server/api/server_metrics.h"
 #include "server/api/token_auth.h"
 #include "server/api/worker_pool.h"
 #include "server/serving/inference_engine.h"
@@ -25,9 +26,10 @@ struct InferenceServiceOptions {
 
 class InferenceServiceImpl final : public v1::InferenceService::CallbackService {
  public:
-  // `engine` must outlive the service; `auth` may be null (no authentication).
+  // `engine` must outlive the service; `auth` may be null (no authentication), and so may
+  // `metrics` (nothing recorded); when given, it must outlive the service.
   InferenceServiceImpl(serving::InferenceEngine* engine, const TokenAuth* auth,
-                       InferenceServiceOptions options = {});
+                       InferenceServiceOptions options = {}, ServerMetrics* metrics = nullptr);
   // Shutdown().
   ~InferenceServiceImpl() override;
 
@@ -48,6 +50,7 @@ class InferenceServiceImpl final : public v1::InferenceService::CallbackService 
  private:
   serving::InferenceEngine* const engine_;
   const TokenAuth* const auth_;
+  ServerMetrics* const metrics_;
   WorkerPool workers_;
 };
 

@@ -27,6 +27,9 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "server/api/grpc_server_metrics.h"
+#include "server/metrics/device_memory.h"
+#include "server/metrics/process_metrics.h"
 
 namespace selene::api {
 namespace {
@@ -196,10 +199,6 @@ std::string WithPort(const std::string& listen, int port) {
   return absl::StrCat(listen.substr(0, colon), ":", port);
 }
 
-std::string StateName(v1::JobState state) {
-  return std::string(absl::StripPrefix(v1::JobState_Name(state), "JOB_STATE_"));
-}
-
 }  // namespace
 
 SeleneServer::SeleneServer(SeleneServerOptions options) : options_(std::move(options)) {}
@@ -255,11 +254,15 @@ Status SeleneServer::Build() {
     store_ = std::move(store).value();
   }
   store_->SetEventListener(hub_.Listener());
+  metrics::AddProcessMetrics(&metrics_);
+  metrics::AddDeviceMemoryMetrics(&metrics_);
+  server_metrics_.CountJobsIn(store_.get());
+  server_metrics_.Follow(&hub_);
   log_subscription_ = hub_.Subscribe("", [this](const v1::JobEvent& event) {
     if (!event.has_state_change()) return;
     const v1::StateChange& change = event.state_change();
-    Log(absl::StrCat(event.job_id(), ": ", StateName(change.from_state()), " -> ",
-                     StateName(change.to_state()),
+    Log(absl::StrCat(event.job_id(), ": ", jobs::StateName(change.from_state()), " -> ",
+                     jobs::StateName(change.to_state()),
                      change.reason().empty() ? "" : absl::StrCat(" (", change.reason(), ")")));
   });
 
@@ -271,6 +274,9 @@ Status SeleneServer::Build() {
   runner.training_threads =
       o.training_threads > 0 ? o.training_threads : std::max(1, hardware - o.inference_threads);
   runner.progress_interval = o.progress_interval;
+  runner.on_training_step = [this](const jobs::TrainingStepReport& step) {
+    server_metrics_.OnTrainingStep(step);
+  };
   runner_ = std::make_unique<jobs::JobRunner>(store_.get(), runner);
   jobs::SchedulerOptions scheduling;
   scheduling.poll_interval = o.scheduler_poll;
@@ -286,7 +292,11 @@ Status SeleneServer::Build() {
   registry.batcher.max_batch_size = o.max_batch_size;
   registry.batcher.max_queue_delay = o.max_queue_delay;
   registry.batcher.inference_threads = o.inference_threads;
+  registry.batcher.on_batch = [this](const serving::BatchReport& batch) {
+    server_metrics_.OnBatch(batch);
+  };
   registry_ = std::make_unique<serving::ModelRegistry>(catalog_.get(), registry);
+  server_metrics_.CountModelsIn(registry_.get());
   serving::InferenceEngineOptions engine;
   engine.max_image_pixels = o.max_image_pixels;
   engine_ = std::make_unique<serving::InferenceEngine>(registry_.get(), engine);
@@ -301,9 +311,21 @@ Status SeleneServer::Build() {
   inference.workers =
       o.inference_workers > 0 ? o.inference_workers : std::max(4, 2 * o.max_batch_size);
   inference_service_ =
-      std::make_unique<InferenceServiceImpl>(engine_.get(), auth_.get(), inference);
+      std::make_unique<InferenceServiceImpl>(engine_.get(), auth_.get(), inference, &server_metrics_);
 
   SELENE_RETURN_IF_ERROR(CheckPortFree(o.listen));
+  if (!o.metrics_listen.empty()) {
+    StatusOr<std::unique_ptr<metrics::MetricsHttpServer>> http =
+        metrics::MetricsHttpServer::Start(o.metrics_listen, &metrics_);
+    if (!http.ok()) {
+      if (http.status().code() == StatusCode::kInvalidArgument) {
+        return InvalidArgumentError(absl::StrCat("--metrics_listen: ", http.status().message()));
+      }
+      return http.status();
+    }
+    metrics_http_ = std::move(http).value();
+    metrics_address_ = WithPort(o.metrics_listen, metrics_http_->port());
+  }
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
@@ -312,6 +334,9 @@ Status SeleneServer::Build() {
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.SetMaxReceiveMessageSize(static_cast<int>(o.max_message_bytes));
   builder.SetMaxSendMessageSize(static_cast<int>(o.max_message_bytes));
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
+  interceptors.push_back(MakeGrpcMetricsInterceptorFactory(&metrics_));
+  builder.experimental().SetInterceptorCreators(std::move(interceptors));
   builder.RegisterService(training_service_.get());
   builder.RegisterService(inference_service_.get());
   server_ = builder.BuildAndStart();
@@ -356,6 +381,7 @@ Status SeleneServer::Shutdown() {
     if (!shutdown_status_.ok()) Log(std::string(shutdown_status_.message()));
   }
   // Unloading the models stops their batchers' threads now rather than at destruction.
+  server_metrics_.CountModelsIn(nullptr);
   engine_.reset();
   registry_.reset();
   return shutdown_status_;

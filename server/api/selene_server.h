@@ -19,12 +19,15 @@
 #include "server/api/inference_service_impl.h"
 #include "server/api/job_event_hub.h"
 #include "server/api/job_model_catalog.h"
+#include "server/api/server_metrics.h"
 #include "server/api/token_auth.h"
 #include "server/api/training_service_impl.h"
 #include "server/jobs/device_pool.h"
 #include "server/jobs/job_runner.h"
 #include "server/jobs/job_store.h"
 #include "server/jobs/scheduler.h"
+#include "server/metrics/http_endpoint.h"
+#include "server/metrics/registry.h"
 #include "server/serving/inference_engine.h"
 #include "server/serving/model_registry.h"
 
@@ -32,6 +35,9 @@ namespace selene::api {
 
 struct SeleneServerOptions {
   std::string listen = "127.0.0.1:50051";  // host:port; port 0 picks a free one (see port())
+  // GET /metrics (Prometheus text format) on host:port; "" = no metrics endpoint (they are
+  // still kept: see metrics()); port 0 picks a free one (see metrics_port()).
+  std::string metrics_listen;
   std::string state_dir = "var";           // selene.db, jobs/<id>/, cache/
   std::string data_root = "data";          // data.path of file data sets is relative to it
   // Decoded data sets; "" = <state_dir>/cache. Another folder is linked in as <state_dir>/cache,
@@ -77,6 +83,9 @@ class SeleneServer {
   // The address it listens on, with the port actually bound.
   const std::string& address() const { return address_; }
   int port() const { return port_; }
+  // The metrics endpoint's address with the port actually bound; "" when there is none.
+  const std::string& metrics_address() const { return metrics_address_; }
+  int metrics_port() const { return metrics_http_ == nullptr ? 0 : metrics_http_->port(); }
   const SeleneServerOptions& options() const { return options_; }
 
   // Graceful stop: health NOT_SERVING, watches end (UNAVAILABLE with the sequence to resume
@@ -89,6 +98,7 @@ class SeleneServer {
   jobs::JobStore& store() { return *store_; }
   jobs::Scheduler& scheduler() { return *scheduler_; }
   serving::ModelRegistry& registry() { return *registry_; }
+  const metrics::Registry& metrics() const { return metrics_; }
   TrainingServiceImpl& training_service() { return *training_service_; }
   grpc::Server& grpc_server() { return *server_; }
 
@@ -100,10 +110,13 @@ class SeleneServer {
   SeleneServerOptions options_;
   std::string address_;
   int port_ = 0;
+  std::string metrics_address_;
   int lock_fd_ = -1;  // flock on <state_dir>/selene.lock, held for the server's life
 
   // Declared in dependency order: destroyed in reverse, users before what they use.
+  metrics::Registry metrics_;
   JobEventHub hub_;
+  ServerMetrics server_metrics_{&metrics_};
   std::unique_ptr<jobs::JobStore> store_;
   std::unique_ptr<jobs::DevicePool> pool_;
   std::unique_ptr<jobs::JobRunner> runner_;
@@ -116,6 +129,8 @@ class SeleneServer {
   std::unique_ptr<InferenceServiceImpl> inference_service_;
   std::unique_ptr<JobEventHub::Subscription> log_subscription_;
   std::unique_ptr<grpc::Server> server_;
+  // Last: scrapes read the store and the model registry through the collectors.
+  std::unique_ptr<metrics::MetricsHttpServer> metrics_http_;
 
   absl::Mutex shutdown_mu_;
   bool shut_down_ ABSL_GUARDED_BY(shutdown_mu_) = false;

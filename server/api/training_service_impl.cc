@@ -20,10 +20,6 @@
 namespace selene::api {
 namespace {
 
-std::string StateName(v1::JobState state) {
-  return std::string(absl::StripPrefix(v1::JobState_Name(state), "JOB_STATE_"));
-}
-
 Status RequireJobId(const std::string& job_id) {
   if (job_id.empty()) return InvalidArgumentError("job_id: empty; name a job (\"job-<n>\")");
   return OkStatus();
@@ -145,7 +141,7 @@ Status TrainingServiceImpl::CheckAdmissible(const v1::JobSpec& spec) const {
           dependency->state() == v1::JOB_STATE_CANCELLED) {
         return FailedPreconditionError(
             absl::StrCat("model.encoder_unet.encoder_job_id: ", dependency->id(), " is ",
-                         StateName(dependency->state()), " and will never give an encoder"));
+                         jobs::StateName(dependency->state()), " and will never give an encoder"));
       }
     }
   }
@@ -342,7 +338,7 @@ StatusOr<v1::CompareJobsResponse> TrainingServiceImpl::Compare(
     StatusOr<v1::RunSummary> summary = report::ReadRunSummaryJson(path);
     if (summary.status().code() == absl::StatusCode::kNotFound) {
       return FailedPreconditionError(absl::StrCat(job_id, " has no run_summary.json yet (it is ",
-                                                  StateName(job.state()), ")"));
+                                                  jobs::StateName(job.state()), ")"));
     }
     if (!summary.ok()) {
       return absl::Status(summary.status().code(),

@@ -222,7 +222,12 @@ class JobRun {
     plan.trainer.resume = true;
     ProgressRecorder recorder(store_, job_.id(), plan, options_.progress_interval, restored);
     train::TrainerCallbacks callbacks;
-    callbacks.on_step = [&recorder](const train::StepProgress& p) { recorder.OnStep(p); };
+    callbacks.on_step = [this, &recorder](const train::StepProgress& p) {
+      recorder.OnStep(p);
+      if (options_.on_training_step) {
+        options_.on_training_step({job_.id(), device_, p.images, p.seconds});
+      }
+    };
     callbacks.on_epoch = [&recorder](const train::EpochRecord& r) { recorder.OnEpoch(r); };
     train::Trainer trainer(network, plan.trainer);
     StatusOr<train::TrainResult> result = trainer.Run(data, callbacks, &stop_.flag());

@@ -5,6 +5,8 @@
 #pragma once
 
 #include <atomic>
+#include <cstdint>
+#include <functional>
 #include <string>
 #include <utility>
 
@@ -53,6 +55,14 @@ struct RunOutcome {
 
 std::string RunOutcomeKindName(RunOutcome::Kind kind);  // "succeeded", "failed", ...
 
+// One training step of a running job, for metrics (step time, images trained).
+struct TrainingStepReport {
+  std::string job_id;
+  std::string device;  // "cpu", "cuda:0"
+  int64_t images = 0;  // in the step's batch
+  double seconds = 0;  // the step's wall time, waiting for its batch included
+};
+
 struct JobRunnerOptions {
   std::string state_dir;  // each job's folder is <state_dir>/jobs/<job id>/
   std::string data_root;  // data.path of file data sets is relative to it
@@ -63,6 +73,9 @@ struct JobRunnerOptions {
   int decode_threads = 0;  // 0 = every hardware thread
   // At most one StepProgress event per interval (the first step of a run always sends one).
   absl::Duration progress_interval = absl::Milliseconds(500);
+  // Called after every training step of every job (optional), on the job's thread; must be
+  // quick and not throw.
+  std::function<void(const TrainingStepReport&)> on_training_step;
 };
 
 // The folder of a job's artifacts: <state_dir>/jobs/<job_id>.

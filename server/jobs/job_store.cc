@@ -65,10 +65,6 @@ CREATE TABLE epoch_history (
 static_assert(sizeof(kMigrations) / sizeof(kMigrations[0]) == JobStore::kSchemaVersion,
               "one migration per schema version");
 
-std::string StateName(v1::JobState state) {
-  return std::string(absl::StripPrefix(v1::JobState_Name(state), "JOB_STATE_"));
-}
-
 bool IsTerminal(v1::JobState state) {
   return state == v1::JOB_STATE_SUCCEEDED || state == v1::JOB_STATE_FAILED ||
          state == v1::JOB_STATE_CANCELLED;
@@ -316,6 +312,10 @@ StatusOr<int64_t> ParsePageToken(const std::string& token, v1::JobState state) {
 }
 
 }  // namespace
+
+std::string StateName(v1::JobState state) {
+  return std::string(absl::StripPrefix(v1::JobState_Name(state), "JOB_STATE_"));
+}
 
 JobStore::JobStore(std::string path, sqlite3* db) : path_(std::move(path)), db_(db) {}
 

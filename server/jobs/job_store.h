@@ -22,6 +22,9 @@ struct sqlite3;
 
 namespace selene::jobs {
 
+// "QUEUED", "RUNNING", ...: the state's name without the JOB_STATE_ prefix.
+std::string StateName(v1::JobState state);
+
 struct SubmitResult {
   v1::Job job;
   bool created = false;  // false: request_id matched an earlier submission, which is returned

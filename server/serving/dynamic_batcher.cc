@@ -146,6 +146,7 @@ void DynamicBatcher::RunBatch(std::vector<Request> batch) {
   for (const Request& request : batch) images.push_back(request.image);
 
   StatusOr<std::vector<ModelOutput>> outputs = InternalError("batch function did not run");
+  const absl::Time started = absl::Now();
   try {
     outputs = run_batch_(images);
   } catch (const std::exception& e) {
@@ -160,6 +161,13 @@ void DynamicBatcher::RunBatch(std::vector<Request> batch) {
     ++stats_.batches;
     stats_.requests += static_cast<int64_t>(batch.size());
     ++stats_.batch_size_counts[batch.size()];
+  }
+  if (options_.on_batch) {
+    BatchReport report;
+    report.size = static_cast<int>(batch.size());
+    report.run_time = absl::Now() - started;
+    for (const Request& request : batch) report.queue_waits.push_back(started - request.arrival);
+    options_.on_batch(report);
   }
   for (size_t i = 0; i < batch.size(); ++i) {
     if (outputs.ok()) {

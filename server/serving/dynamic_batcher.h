@@ -26,12 +26,21 @@
 
 namespace selene::serving {
 
+// What one batch was, for metrics: reported before its requests are answered.
+struct BatchReport {
+  int size = 0;                            // requests in the batch
+  std::vector<absl::Duration> queue_waits;  // each request's time from Submit to the batch's run
+  absl::Duration run_time;                 // the batch function's call
+};
+
 struct DynamicBatcherOptions {
   int max_batch_size = 8;  // 1 = batching off: each request runs alone, without waiting
   absl::Duration max_queue_delay = absl::Milliseconds(5);
   int max_queue = 64;          // waiting requests beyond this are refused (ResourceExhausted)
   int inference_threads = 1;   // the worker's intra-op (OpenMP) threads; <= 0 leaves torch's own
   std::string name = "model";  // for messages: "model job-3"
+  // Called on the worker thread after each batch ran (optional); must be quick and not throw.
+  std::function<void(const BatchReport&)> on_batch;
 };
 
 // One image's raw model output, e.g. logits [1, H, W] or [K].

@@ -195,6 +195,7 @@ class TrainingRun {
         SaveLast(epoch, step);
         return std::nullopt;
       }
+      const auto step_start = Clock::now();
       std::optional<Batch> batch = loader.Next();
       if (!batch) break;
       // Seeding per step makes dropout and any other global randomness repeat exactly when a
@@ -219,8 +220,9 @@ class TrainingRun {
       images += n;
       train_metrics->Add(logits.detach(), batch->targets);
       if (callbacks_.on_step) {
-        callbacks_.on_step(
-            {epoch, step, steps, step_loss, images / std::max(SecondsSince(train_start), 1e-9)});
+        callbacks_.on_step({epoch, step, steps, step_loss,
+                            images / std::max(SecondsSince(train_start), 1e-9), n,
+                            SecondsSince(step_start)});
       }
     }
     const double train_seconds = SecondsSince(train_start);

@@ -55,6 +55,8 @@ struct StepProgress {
   int64_t steps_per_epoch = 0;
   double loss = 0.0;               // this step's loss
   double images_per_second = 0.0;  // over the epoch so far
+  int64_t images = 0;              // in this step's batch
+  double seconds = 0.0;            // this step's wall time, waiting for the batch included
 };
 
 struct TrainerCallbacks {

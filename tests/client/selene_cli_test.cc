@@ -10,7 +10,6 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <signal.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -33,6 +32,8 @@
 #include "absl/time/clock.h"
 #include "selene/v1/training_service.pb.h"
 #include "server/api/sha256.h"
+#include "tests/testing/child_process.h"
+#include "tests/testing/loopback.h"
 
 #ifndef SELENE_SERVER_BINARY
 #error "SELENE_SERVER_BINARY must name the selene-server executable"
@@ -106,31 +107,33 @@ int CountLines(const std::string& text) {
   return static_cast<int>(std::count(text.begin(), text.end(), '\n'));
 }
 
-// A loopback port nothing listens on: bound, read back and released.
-int UnusedPort() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address));
-  socklen_t length = sizeof(address);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
-  ::close(fd);
-  return ntohs(address.sin_port);
-}
-
-// A selene-server child with its output in files; SIGKILLed by the destructor if still running
-// (and by the kernel if the test dies: PR_SET_PDEATHSIG).
-class Server {
+// A selene-server child for these tests (token auth, one training thread), its output in
+// <dir>/server<run>.log.
+class Server : public selene::testing::ChildProcess {
  public:
   // `listen` "127.0.0.1:0" picks a free port; a restart passes the first run's address.
   explicit Server(const fs::path& dir, const std::string& listen = "127.0.0.1:0", int run = 1,
                   const std::vector<std::string>& extra_flags = {})
-      : log_(dir / absl::StrCat("server", run, ".log")) {
+      : ChildProcess(Args(dir, listen, extra_flags),
+                     (dir / absl::StrCat("server", run, ".log")).string()) {}
+
+  std::string WaitForAddress() { return selene::testing::WaitForServerAddress(*this); }
+
+  // SIGTERM and the exit code (-1 if it took longer than 15 s or died of a signal).
+  int Stop() {
+    Signal(SIGTERM);
+    const std::optional<int> status = Wait(absl::Seconds(15));
+    return status.has_value() && *status >= 0 ? *status : -1;
+  }
+
+ private:
+  static std::vector<std::string> Args(const fs::path& dir, const std::string& listen,
+                                       const std::vector<std::string>& extra_flags) {
     WriteFile(dir / "tokens.txt", absl::StrCat(kToken, "\n"));
     fs::create_directories(dir / "data");
     std::vector<std::string> args = {SELENE_SERVER_BINARY,
                                      "--listen=" + listen,
+                                     "--metrics_listen=127.0.0.1:0",
                                      "--state_dir=" + (dir / "state").string(),
                                      "--data_root=" + (dir / "data").string(),
                                      "--devices=cpu",
@@ -138,72 +141,8 @@ class Server {
                                      "--shutdown_grace_s=2",
                                      "--token_file=" + (dir / "tokens.txt").string()};
     args.insert(args.end(), extra_flags.begin(), extra_flags.end());
-    std::vector<char*> argv;
-    for (std::string& arg : args) argv.push_back(arg.data());
-    argv.push_back(nullptr);
-    const pid_t parent = ::getpid();
-    pid_ = ::fork();
-    if (pid_ == 0) {
-      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-      if (::getppid() != parent) ::_exit(127);
-      const int fd = ::open(log_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      if (fd < 0) ::_exit(127);
-      ::dup2(fd, STDOUT_FILENO);
-      ::dup2(fd, STDERR_FILENO);
-      ::execv(argv[0], argv.data());
-      ::_exit(127);
-    }
+    return args;
   }
-
-  ~Server() { Kill(); }
-
-  void Kill() {
-    if (pid_ > 0) {
-      ::kill(pid_, SIGKILL);
-      ::waitpid(pid_, nullptr, 0);
-      pid_ = -1;
-    }
-  }
-
-  // The address from the "listening on ADDRESS (state DIR)" line, "" if it does not come.
-  std::string WaitForAddress() {
-    const std::string prefix = "listening on ";
-    for (const absl::Time deadline = absl::Now() + absl::Seconds(30); absl::Now() < deadline;) {
-      const std::string log = ReadFile(log_);
-      const size_t at = log.find(prefix);
-      const size_t end = log.find(" (state ", at);
-      if (at != std::string::npos && end != std::string::npos) {
-        return log.substr(at + prefix.size(), end - at - prefix.size());
-      }
-      if (::waitpid(pid_, nullptr, WNOHANG) == pid_) {
-        pid_ = -1;
-        return "";
-      }
-      absl::SleepFor(absl::Milliseconds(20));
-    }
-    return "";
-  }
-
-  // SIGTERM and the exit code (-1 if it took longer than 15 s or died of a signal).
-  int Stop() {
-    if (pid_ <= 0) return -1;
-    ::kill(pid_, SIGTERM);
-    for (const absl::Time deadline = absl::Now() + absl::Seconds(15); absl::Now() < deadline;) {
-      int status = 0;
-      if (::waitpid(pid_, &status, WNOHANG) == pid_) {
-        pid_ = -1;
-        return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-      }
-      absl::SleepFor(absl::Milliseconds(20));
-    }
-    return -1;
-  }
-
-  std::string Log() const { return ReadFile(log_); }
-
- private:
-  fs::path log_;
-  pid_t pid_ = -1;
 };
 
 constexpr char kTinySpec[] = R"json({
@@ -216,7 +155,7 @@ constexpr char kTinySpec[] = R"json({
 
 TEST(SeleneCliTest, ServerDownIsExitThreeWithOneLine) {
   const fs::path dir = FreshDir();
-  const std::string server = absl::StrCat("127.0.0.1:", UnusedPort());
+  const std::string server = absl::StrCat("127.0.0.1:", selene::testing::UnusedLoopbackPort());
   for (const std::vector<std::string>& args :
        {std::vector<std::string>{"--server", server, "list"},
         std::vector<std::string>{"get", "job-1", "--server=" + server},
@@ -237,7 +176,7 @@ TEST(SeleneCliTest, ServerDownIsExitThreeWithOneLine) {
 
 TEST(SeleneCliTest, LocalProblemsAreExitTwoNamingTheCulprit) {
   const fs::path dir = FreshDir();
-  const std::string server = absl::StrCat("127.0.0.1:", UnusedPort());
+  const std::string server = absl::StrCat("127.0.0.1:", selene::testing::UnusedLoopbackPort());
   const std::string missing = (dir / "no_such.png").string();
   CliResult result = RunCli(dir, {"segment", "--server", server, "--model", "latest", missing});
   EXPECT_EQ(result.code, 2);
@@ -513,7 +452,8 @@ TEST(SeleneCliTest, WatchReconnectsAcrossAServerRestart) {
     absl::SleepFor(absl::Milliseconds(20));
   }
   EXPECT_TRUE(fs::exists(checkpoint));
-  first->Kill();
+  first->Signal(SIGKILL);
+  first->Wait(absl::Seconds(10));
   absl::SleepFor(absl::Milliseconds(300));
   Server second(dir, address, 2);
   ASSERT_EQ(second.WaitForAddress(), address) << second.Log();

@@ -4,16 +4,11 @@
 // exits 0 within its grace period with the running job back in the queue and its last.pt
 // written, and the next start finishes it. Children are killed in every path (and by the kernel
 // should this test process die: PR_SET_PDEATHSIG).
-#include <fcntl.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <signal.h>
-#include <sys/prctl.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <filesystem>
-#include <optional>
 #include <string>
 #include <vector>
 
@@ -23,6 +18,7 @@
 #include "server/jobs/job_store.h"
 #include "server/jobs/scheduler.h"
 #include "tests/server/api/api_test_util.h"
+#include "tests/testing/child_process.h"
 
 #ifndef SELENE_SERVER_BINARY
 #error "SELENE_SERVER_BINARY must name the selene-server executable"
@@ -35,90 +31,20 @@ namespace fs = std::filesystem;
 using api::testing::TestClient;
 using ::testing::HasSubstr;
 
-// One selene-server child: stdout and stderr go to files in `dir`, so the test can wait for the
-// "listening" line without a pipe the child could block on.
-class ServerProcess {
+// One selene-server child, its output in <dir>/server<run>.log.
+class ServerProcess : public selene::testing::ChildProcess {
  public:
   ServerProcess(const std::string& dir, const std::vector<std::string>& flags, int run)
-      : out_((fs::path(dir) / absl::StrCat("server", run, ".out")).string()),
-        err_((fs::path(dir) / absl::StrCat("server", run, ".err")).string()) {
-    std::vector<std::string> args = {SELENE_SERVER_BINARY};
-    args.insert(args.end(), flags.begin(), flags.end());
-    std::vector<char*> argv;
-    for (std::string& arg : args) argv.push_back(arg.data());
-    argv.push_back(nullptr);
-    const pid_t parent = ::getpid();
-    pid_ = ::fork();
-    if (pid_ == 0) {
-      // Only async-signal-safe calls between fork and exec.
-      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-      if (::getppid() != parent) ::_exit(127);
-      const int out = ::open(out_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      const int err = ::open(err_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      if (out < 0 || err < 0) ::_exit(127);
-      ::dup2(out, STDOUT_FILENO);
-      ::dup2(err, STDERR_FILENO);
-      ::execv(argv[0], argv.data());
-      ::_exit(127);
-    }
-  }
+      : ChildProcess(Args(flags), (fs::path(dir) / absl::StrCat("server", run, ".log")).string()) {}
 
-  ~ServerProcess() {
-    if (running()) {
-      ::kill(pid_, SIGKILL);
-      ::waitpid(pid_, nullptr, 0);
-    }
-  }
-
-  bool running() const { return pid_ > 0 && !exit_status_.has_value(); }
-
-  // The address from "selene-server listening on ADDRESS (state DIR)"; "" if the line does not
-  // come within `timeout` or the process ends first.
-  std::string WaitForAddress(absl::Duration timeout = absl::Seconds(30)) {
-    const std::string prefix = "selene-server listening on ";
-    const absl::Time deadline = absl::Now() + timeout;
-    while (absl::Now() < deadline) {
-      const std::string out = api::testing::ReadFileBytes(out_);
-      const size_t at = out.find(prefix);
-      const size_t end = out.find(" (state ", at);
-      if (at != std::string::npos && end != std::string::npos) {
-        return out.substr(at + prefix.size(), end - at - prefix.size());
-      }
-      if (Wait(absl::ZeroDuration()).has_value()) return "";
-      absl::SleepFor(absl::Milliseconds(20));
-    }
-    return "";
-  }
-
-  void Signal(int signal) {
-    if (running()) ::kill(pid_, signal);
-  }
-
-  // The exit status once the process has ended within `timeout` (-signal when killed).
-  std::optional<int> Wait(absl::Duration timeout) {
-    const absl::Time deadline = absl::Now() + timeout;
-    while (running()) {
-      int status = 0;
-      const pid_t done = ::waitpid(pid_, &status, WNOHANG);
-      if (done == pid_) {
-        exit_status_ = WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
-        break;
-      }
-      if (absl::Now() >= deadline) break;
-      absl::SleepFor(absl::Milliseconds(10));
-    }
-    return exit_status_;
-  }
-
-  std::string Log() const {
-    return api::testing::ReadFileBytes(out_) + api::testing::ReadFileBytes(err_);
-  }
+  std::string WaitForAddress() { return selene::testing::WaitForServerAddress(*this); }
 
  private:
-  const std::string out_;
-  const std::string err_;
-  pid_t pid_ = -1;
-  std::optional<int> exit_status_;
+  static std::vector<std::string> Args(const std::vector<std::string>& flags) {
+    std::vector<std::string> args = {SELENE_SERVER_BINARY, "--metrics_listen=127.0.0.1:0"};
+    args.insert(args.end(), flags.begin(), flags.end());
+    return args;
+  }
 };
 
 // Epochs of about half a second on one core, so the job is caught mid-training.

@@ -82,6 +82,26 @@ TEST(DynamicBatcherTest, ALoneRequestRunsAfterTheDelay) {
   EXPECT_LT(took, absl::Seconds(2));
 }
 
+TEST(DynamicBatcherTest, ReportsEachBatchsSizeAndItsRequestsQueueWaits) {
+  absl::Mutex mu;
+  std::vector<BatchReport> reports;
+  DynamicBatcherOptions options;
+  options.max_batch_size = 8;
+  options.max_queue_delay = absl::Milliseconds(40);
+  options.on_batch = [&](const BatchReport& report) {
+    absl::MutexLock lock(&mu);
+    reports.push_back(report);
+  };
+  DynamicBatcher batcher(options, Echo);
+  ASSERT_TRUE(batcher.Run(Pixel(1)).ok());
+  absl::MutexLock lock(&mu);
+  ASSERT_EQ(reports.size(), 1u);  // reported before the answer
+  EXPECT_EQ(reports[0].size, 1);
+  ASSERT_EQ(reports[0].queue_waits.size(), 1u);
+  EXPECT_GE(reports[0].queue_waits[0], absl::Milliseconds(35));  // it waited out the delay
+  EXPECT_GE(reports[0].run_time, absl::ZeroDuration());
+}
+
 TEST(DynamicBatcherTest, BatchingOffRunsEveryRequestAloneWithoutWaiting) {
   DynamicBatcherOptions options;
   options.max_batch_size = 1;

@@ -1,0 +1,21 @@
+// Loopback networking for tests: a free port, and a plain HTTP/1.1 GET.
+#pragma once
+
+#include <string>
+
+namespace selene::testing {
+
+// A loopback port nothing listens on: bound, read back and released.
+int UnusedLoopbackPort();
+
+struct HttpResponse {
+  int status = 0;  // 0 when the exchange failed (nothing listening, no HTTP answer)
+  std::string headers;
+  std::string body;
+};
+
+// GET `target` ("/metrics", "/api/v1/query?query=up") from 127.0.0.1:port as HTTP/1.0 (so the
+// answer is never chunked), reading until the server closes.
+HttpResponse HttpGet(int port, const std::string& target);
+
+}  // namespace selene::testing
