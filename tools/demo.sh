@@ -42,7 +42,7 @@ stop_server() {
 trap stop_server EXIT
 
 # Port 0: the server picks a free port and names it in its "listening on" line.
-"$server_bin" --listen 127.0.0.1:0 --state_dir "$state" >"$log" 2>&1 &
+"$server_bin" --listen 127.0.0.1:0 --metrics_listen 127.0.0.1:0 --state_dir "$state" >"$log" 2>&1 &
 server_pid=$!
 address=""
 for _ in $(seq 1 300); do
@@ -70,11 +70,20 @@ echo "demo: submitted $job"
 "$selene" download "$job" best.pt report.md curves.png samples.png --out "$out"
 "$selene" segment --model "$job" "$sample" --out "$out" --overlay
 
+# What Prometheus would scrape: a few of the server's own series.
+metrics_url="$(sed -n 's/^selene-server metrics at \(.*\)$/\1/p' "$log" | head -n 1)"
+if [[ -n "$metrics_url" ]] && command -v curl >/dev/null; then
+  curl -fsS "$metrics_url" >"$out/metrics.txt" &&
+    echo "demo: metrics at $metrics_url (saved to $out/metrics.txt), for example:" &&
+    grep -E '^selene_(jobs_finished_total\{outcome="succeeded"|training_images_total|inference_requests_total|models_loaded)' \
+      "$out/metrics.txt" | sed 's/^/  /'
+fi
+
 stop_server
 echo
 echo "demo: done in ${SECONDS}s. Job $job, files in $repo/$out:"
 for name in best.pt report.md curves.png samples.png moon_sample_mask.png \
-    moon_sample_overlay.png; do
+    moon_sample_overlay.png metrics.txt; do
   if [[ -e "$out/$name" ]]; then echo "  $out/$name"; fi
 done
 echo "demo: the job's full folder is $repo/$state/jobs/$job; the server log is $repo/$log."

@@ -31,23 +31,27 @@ int UnusedLoopbackPort() {
   return ntohs(address.sin_port);
 }
 
-HttpResponse HttpGet(int port, const std::string& target) {
-  HttpResponse response;
+std::string RawExchange(int port, const std::string& request) {
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   timeval timeout{10, 0};
   ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
   sockaddr_in address = Loopback(port);
   if (::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0) {
     ::close(fd);
-    return response;
+    return "";
   }
-  const std::string request =
-      "GET " + target + " HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
   ::send(fd, request.data(), request.size(), MSG_NOSIGNAL);
   std::string answer;
   char buffer[8192];
   for (ssize_t n; (n = ::recv(fd, buffer, sizeof(buffer), 0)) > 0;) answer.append(buffer, n);
   ::close(fd);
+  return answer;
+}
+
+HttpResponse HttpGet(int port, const std::string& target) {
+  HttpResponse response;
+  const std::string answer =
+      RawExchange(port, "GET " + target + " HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
   const size_t head_end = answer.find("\r\n\r\n");
   if (answer.rfind("HTTP/1.", 0) != 0 || head_end == std::string::npos) return response;
   response.status = std::atoi(answer.c_str() + answer.find(' ') + 1);

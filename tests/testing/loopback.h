@@ -14,6 +14,10 @@ struct HttpResponse {
   std::string body;
 };
 
+// Sends `request` as is to 127.0.0.1:port and returns everything answered until the server
+// closes; "" when nothing listens.
+std::string RawExchange(int port, const std::string& request);
+
 // GET `target` ("/metrics", "/api/v1/query?query=up") from 127.0.0.1:port as HTTP/1.0 (so the
 // answer is never chunked), reading until the server closes.
 HttpResponse HttpGet(int port, const std::string& target);
