@@ -28,5 +28,11 @@ TEST(GrpcStatusTest, UnknownCodeBecomesUnknown) {
   EXPECT_EQ(ToGrpcStatus(status).error_message(), "odd");
 }
 
+TEST(GrpcStatusTest, CodeNamesAreTheCanonicalOnes) {
+  EXPECT_EQ(GrpcCodeName(grpc::StatusCode::OK), "OK");
+  EXPECT_EQ(GrpcCodeName(grpc::StatusCode::INVALID_ARGUMENT), "INVALID_ARGUMENT");
+  EXPECT_EQ(GrpcCodeName(grpc::StatusCode::UNAUTHENTICATED), "UNAUTHENTICATED");
+}
+
 }  // namespace
 }  // namespace selene::api

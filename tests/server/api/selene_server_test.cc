@@ -398,6 +398,24 @@ TEST_F(SeleneServerTest, StartupFailuresNameTheProblem) {
   EXPECT_EQ(second.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(second.status().message(), HasSubstr("--queue_limit"));
 
+  options = testing::TestServerOptions(dir_ + "/fifth");
+  options.metrics_listen = "nonsense";
+  second = SeleneServer::Start(options);
+  EXPECT_EQ(second.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(second.status().message(), HasSubstr("--metrics_listen: metrics address 'nonsense'"));
+
+  // The metrics port is taken (by a server with metrics on port 0).
+  options = testing::TestServerOptions(dir_ + "/sixth");
+  options.metrics_listen = "127.0.0.1:0";
+  SeleneServer* with_metrics = StartServer(options);
+  ASSERT_NE(with_metrics, nullptr);
+  options = testing::TestServerOptions(dir_ + "/seventh");
+  options.metrics_listen = with_metrics->metrics_address();
+  second = SeleneServer::Start(options);
+  EXPECT_EQ(second.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(second.status().message(),
+              HasSubstr("cannot listen for metrics on " + with_metrics->metrics_address()));
+
   // The first server never noticed.
   TestClient client(first->address());
   EXPECT_EQ(client.Health(""), 1);
