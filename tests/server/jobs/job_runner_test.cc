@@ -157,8 +157,12 @@ TEST_F(JobRunnerTest, BinaryJobRecordsEpochsProgressAndLeavesEveryArtifact) {
   EXPECT_EQ(stored->state(), v1::JOB_STATE_RUNNING);  // moving it is the scheduler's job
 }
 
-TEST_F(JobRunnerTest, ProgressIsThrottled) {
+TEST_F(JobRunnerTest, ProgressIsThrottledButEveryStepReachesTheStepHook) {
   options_.progress_interval = absl::Hours(1);
+  std::vector<TrainingStepReport> reports;  // the hook runs on the calling thread
+  options_.on_training_step = [&reports](const TrainingStepReport& step) {
+    reports.push_back(step);
+  };
   const v1::Job job = Started(MoonSpec());
   JobRunner runner(store_.get(), options_);
   StopRequest stop;
@@ -166,6 +170,23 @@ TEST_F(JobRunnerTest, ProgressIsThrottled) {
   int progress = 0;
   for (const v1::JobEvent& event : Events(job.id())) progress += event.has_step_progress();
   EXPECT_EQ(progress, 1);  // the first step only
+
+  // 16 synthetic samples, batch 4: each epoch's training steps carry every training image.
+  ASSERT_FALSE(reports.empty());
+  int64_t images = 0;
+  for (const TrainingStepReport& step : reports) {
+    EXPECT_EQ(step.job_id, job.id());
+    EXPECT_EQ(step.device, "cpu");
+    EXPECT_GT(step.seconds, 0.0);
+    EXPECT_LE(step.images, 4);
+    images += step.images;
+  }
+  StatusOr<std::vector<v1::EpochEnd>> history = store_->History(job.id());
+  ASSERT_TRUE(history.ok()) << history.status();
+  EXPECT_EQ(history->size(), 2u);
+  EXPECT_EQ(images % 2, 0);
+  EXPECT_GT(images, 2 * 8);  // most of the 16 samples train (the rest validate)
+  EXPECT_LE(images, 2 * 16);
 }
 
 TEST_F(JobRunnerTest, TrainsWithItsOwnThreadCountWithoutChangingOtherThreads) {
