@@ -40,8 +40,7 @@ class MetricsInterceptor final : public grpc::experimental::Interceptor {
   MetricsInterceptor(const GrpcFamilies& families, ServerRpcInfo* info)
       : families_(families), started_(absl::Now()) {
     // "/selene.v1.TrainingService/SubmitJob" -> type, service, method.
-    const std::vector<std::string> parts =
-        absl::StrSplit(info->method(), absl::MaxSplits('/', 2));
+    const std::vector<std::string> parts = absl::StrSplit(info->method(), absl::MaxSplits('/', 2));
     labels_ = {TypeLabel(info->type()), parts.size() == 3 ? parts[1] : info->method(),
                parts.size() == 3 ? parts[2] : ""};
     families_.started->WithLabels(labels_).Increment();
@@ -84,11 +83,10 @@ MakeGrpcMetricsInterceptorFactory(metrics::Registry* registry) {
   std::vector<std::string> call_and_code = call;
   call_and_code.push_back("grpc_code");
   GrpcFamilies families;
-  families.started = &registry->AddCounter("grpc_server_started_total",
-                                           "RPCs started on the server.", call);
+  families.started =
+      &registry->AddCounter("grpc_server_started_total", "RPCs started on the server.", call);
   families.handled = &registry->AddCounter(
-      "grpc_server_handled_total", "RPCs completed on the server, by status code.",
-      call_and_code);
+      "grpc_server_handled_total", "RPCs completed on the server, by status code.", call_and_code);
   families.handling_seconds = &registry->AddHistogram(
       "grpc_server_handling_seconds",
       "Time from an RPC's start until the server sent its status (streams: their whole life).",

@@ -25,8 +25,8 @@ absl::Time DeadlineOf(const grpc::CallbackServerContext& context) {
 template <typename Request, typename Response, typename Infer>
 grpc::ServerUnaryReactor* RunOnWorker(const char* method, WorkerPool& workers,
                                       const TokenAuth* auth, ServerMetrics* metrics,
-                                      grpc::CallbackServerContext* context,
-                                      const Request* request, Response* response, Infer infer) {
+                                      grpc::CallbackServerContext* context, const Request* request,
+                                      Response* response, Infer infer) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   const absl::Time started = absl::Now();
   auto finish = [=](const Status& status) {
@@ -61,8 +61,7 @@ grpc::ServerUnaryReactor* RunOnWorker(const char* method, WorkerPool& workers,
 }  // namespace
 
 InferenceServiceImpl::InferenceServiceImpl(serving::InferenceEngine* engine, const TokenAuth* auth,
-                                           InferenceServiceOptions options,
-                                           ServerMetrics* metrics)
+                                           InferenceServiceOptions options, ServerMetrics* metrics)
     : engine_(engine),
       auth_(auth),
       metrics_(metrics),

@@ -310,8 +310,8 @@ Status SeleneServer::Build() {
   InferenceServiceOptions inference;
   inference.workers =
       o.inference_workers > 0 ? o.inference_workers : std::max(4, 2 * o.max_batch_size);
-  inference_service_ =
-      std::make_unique<InferenceServiceImpl>(engine_.get(), auth_.get(), inference, &server_metrics_);
+  inference_service_ = std::make_unique<InferenceServiceImpl>(engine_.get(), auth_.get(), inference,
+                                                              &server_metrics_);
 
   SELENE_RETURN_IF_ERROR(CheckPortFree(o.listen));
   if (!o.metrics_listen.empty()) {

@@ -38,8 +38,8 @@ struct SeleneServerOptions {
   // GET /metrics (Prometheus text format) on host:port; "" = no metrics endpoint (they are
   // still kept: see metrics()); port 0 picks a free one (see metrics_port()).
   std::string metrics_listen;
-  std::string state_dir = "var";           // selene.db, jobs/<id>/, cache/
-  std::string data_root = "data";          // data.path of file data sets is relative to it
+  std::string state_dir = "var";   // selene.db, jobs/<id>/, cache/
+  std::string data_root = "data";  // data.path of file data sets is relative to it
   // Decoded data sets; "" = <state_dir>/cache. Another folder is linked in as <state_dir>/cache,
   // where the job runner keeps its cache.
   std::string cache_dir;

@@ -8,8 +8,8 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
-#include "absl/strings/strip.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 
 namespace selene::api {
 namespace {
@@ -50,8 +50,8 @@ ServerMetrics::ServerMetrics(metrics::Registry* registry)
                                           "Training jobs that ended, by outcome.", {"outcome"})),
       queue_wait_(registry->AddHistogram(
           "selene_job_queue_wait_seconds",
-          "Time a job waited in the queue before it started running (each time it was queued).",
-          {}, ExponentialBuckets(0.1, 4, 10))),
+          "Time a job waited in the queue before it started running (each time it was queued).", {},
+          ExponentialBuckets(0.1, 4, 10))),
       step_seconds_(registry->AddHistogram(
           "selene_training_step_seconds",
           "Wall time of one training step (forward, backward, update, waiting for the batch).",
@@ -198,8 +198,7 @@ void ServerMetrics::OnInferenceRequest(absl::string_view method, absl::string_vi
                                        StatusCode code, absl::Duration latency) {
   const std::string model_label =
       code == StatusCode::kOk ? std::string(model) : RequestedModelLabel(model);
-  inference_requests_
-      .WithLabels({std::string(method), model_label, absl::StatusCodeToString(code)})
+  inference_requests_.WithLabels({std::string(method), model_label, absl::StatusCodeToString(code)})
       .Increment();
   inference_latency_.WithLabels({std::string(method)}).Observe(absl::ToDoubleSeconds(latency));
 }

@@ -43,8 +43,7 @@ const Nvml* LoadNvml() {
     if (!Resolve(library, "nvmlInit_v2", &loaded->init) ||
         !Resolve(library, "nvmlDeviceGetCount_v2", &loaded->device_count) ||
         !Resolve(library, "nvmlDeviceGetHandleByIndex_v2", &loaded->device_handle) ||
-        !Resolve(library, "nvmlDeviceGetMemoryInfo", &loaded->memory_info) ||
-        loaded->init() != 0) {
+        !Resolve(library, "nvmlDeviceGetMemoryInfo", &loaded->memory_info) || loaded->init() != 0) {
       delete loaded;
       return nullptr;
     }

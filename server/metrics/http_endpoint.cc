@@ -41,8 +41,8 @@ StatusOr<HostPort> SplitHostPort(const std::string& address) {
   }
   int port = 0;
   if (!absl::SimpleAtoi(parts.port, &port) || port < 0 || port > 65535) {
-    return InvalidArgumentError(absl::StrCat("metrics address '", address, "': port '",
-                                             parts.port, "' is not a number in 0..65535"));
+    return InvalidArgumentError(absl::StrCat("metrics address '", address, "': port '", parts.port,
+                                             "' is not a number in 0..65535"));
   }
   return parts;
 }
@@ -86,14 +86,14 @@ StatusOr<std::unique_ptr<MetricsHttpServer>> MetricsHttpServer::Start(const std:
   const int resolved = getaddrinfo(parts.host.empty() ? nullptr : parts.host.c_str(),
                                    parts.port.c_str(), &hints, &found);
   if (resolved != 0) {
-    return InvalidArgumentError(absl::StrCat("metrics address '", address,
-                                             "' does not resolve: ", gai_strerror(resolved)));
+    return InvalidArgumentError(
+        absl::StrCat("metrics address '", address, "' does not resolve: ", gai_strerror(resolved)));
   }
   std::string failure;
   int listen_fd = -1;
   for (addrinfo* candidate = found; candidate != nullptr; candidate = candidate->ai_next) {
-    const int fd = socket(candidate->ai_family, candidate->ai_socktype | SOCK_CLOEXEC,
-                          candidate->ai_protocol);
+    const int fd =
+        socket(candidate->ai_family, candidate->ai_socktype | SOCK_CLOEXEC, candidate->ai_protocol);
     if (fd < 0) {
       failure = ErrnoText();
       continue;
@@ -127,14 +127,13 @@ StatusOr<std::unique_ptr<MetricsHttpServer>> MetricsHttpServer::Start(const std:
     close(listen_fd);
     return InternalError(absl::StrCat("eventfd: ", ErrnoText()));
   }
-  auto server = std::unique_ptr<MetricsHttpServer>(
-      new MetricsHttpServer(registry, listen_fd, wake_fd, port));
+  auto server =
+      std::unique_ptr<MetricsHttpServer>(new MetricsHttpServer(registry, listen_fd, wake_fd, port));
   server->thread_ = std::thread([raw = server.get()] { raw->ServeLoop(); });
   return server;
 }
 
-MetricsHttpServer::MetricsHttpServer(const Registry* registry, int listen_fd, int wake_fd,
-                                     int port)
+MetricsHttpServer::MetricsHttpServer(const Registry* registry, int listen_fd, int wake_fd, int port)
     : registry_(registry), listen_fd_(listen_fd), wake_fd_(wake_fd), port_(port) {}
 
 MetricsHttpServer::~MetricsHttpServer() {
@@ -196,8 +195,8 @@ void MetricsHttpServer::ServeConnection(int fd) {
   const absl::string_view path = absl::string_view(parts[1]).substr(0, parts[1].find('?'));
   const bool head = method == "HEAD";
   if (path != "/metrics") {
-    SendAll(fd, Response("404 Not Found", "text/plain", "not found: metrics are at /metrics\n",
-                         !head));
+    SendAll(fd,
+            Response("404 Not Found", "text/plain", "not found: metrics are at /metrics\n", !head));
     return;
   }
   if (method != "GET" && !head) {

@@ -75,8 +75,10 @@ double OpenFileDescriptors() {
 }  // namespace
 
 void AddProcessMetrics(Registry* registry) {
-  registry->AddCollected("process_cpu_seconds_total", "Total user and system CPU time spent in "
-                         "seconds.", MetricType::kCounter, {}, [] {
+  registry->AddCollected("process_cpu_seconds_total",
+                         "Total user and system CPU time spent in "
+                         "seconds.",
+                         MetricType::kCounter, {}, [] {
                            rusage usage{};
                            getrusage(RUSAGE_SELF, &usage);
                            return One(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec +
@@ -86,8 +88,8 @@ void AddProcessMetrics(Registry* registry) {
                          MetricType::kGauge, {}, [] { return One(MemoryBytes().first); });
   registry->AddCollected("process_virtual_memory_bytes", "Virtual memory size in bytes.",
                          MetricType::kGauge, {}, [] { return One(MemoryBytes().second); });
-  registry->AddCollected("process_open_fds", "Number of open file descriptors.",
-                         MetricType::kGauge, {}, [] { return One(OpenFileDescriptors()); });
+  registry->AddCollected("process_open_fds", "Number of open file descriptors.", MetricType::kGauge,
+                         {}, [] { return One(OpenFileDescriptors()); });
   registry->AddCollected("process_max_fds", "Maximum number of open file descriptors.",
                          MetricType::kGauge, {}, [] {
                            rlimit limit{};

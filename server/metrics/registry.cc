@@ -5,9 +5,9 @@
 #include <stdexcept>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "absl/strings/match.h"
 #include "server/metrics/text_format.h"
 
 namespace selene::metrics {
@@ -79,8 +79,7 @@ Histogram::Histogram(std::vector<double> bounds)
 
 void Histogram::Observe(double value) {
   // The first bound >= value: buckets hold values <= their bound ("le").
-  const size_t bucket =
-      std::lower_bound(bounds_.begin(), bounds_.end(), value) - bounds_.begin();
+  const size_t bucket = std::lower_bound(bounds_.begin(), bounds_.end(), value) - bounds_.begin();
   absl::MutexLock lock(&mu_);
   ++counts_[bucket];
   sum_ += value;
@@ -111,9 +110,8 @@ template <typename Metric>
 Metric& Family<Metric>::WithLabels(const std::vector<std::string>& label_values) {
   if (label_values.size() != label_names_.size()) {
     throw std::invalid_argument(absl::StrCat("metric ", name_, ": ", label_values.size(),
-                                             " label values for ", label_names_.size(),
-                                             " labels (", absl::StrJoin(label_names_, ", "),
-                                             ")"));
+                                             " label values for ", label_names_.size(), " labels (",
+                                             absl::StrJoin(label_names_, ", "), ")"));
   }
   absl::MutexLock lock(&mu_);
   std::unique_ptr<Metric>& series = series_[label_values];
@@ -153,7 +151,8 @@ Family<Counter>& Registry::AddCounter(const std::string& name, const std::string
                                       std::vector<std::string> label_names) {
   auto family = std::shared_ptr<Family<Counter>>(
       new Family<Counter>(name, label_names, [] { return std::make_unique<Counter>(); }));
-  Add({name, help, MetricType::kCounter, std::move(label_names), {}, {}},
+  Add(
+      {name, help, MetricType::kCounter, std::move(label_names), {}, {}},
       [f = family.get()] { return f->Collect(); }, family);
   return *family;
 }
@@ -162,7 +161,8 @@ Family<Gauge>& Registry::AddGauge(const std::string& name, const std::string& he
                                   std::vector<std::string> label_names) {
   auto family = std::shared_ptr<Family<Gauge>>(
       new Family<Gauge>(name, label_names, [] { return std::make_unique<Gauge>(); }));
-  Add({name, help, MetricType::kGauge, std::move(label_names), {}, {}},
+  Add(
+      {name, help, MetricType::kGauge, std::move(label_names), {}, {}},
       [f = family.get()] { return f->Collect(); }, family);
   return *family;
 }
@@ -172,7 +172,8 @@ Family<Histogram>& Registry::AddHistogram(const std::string& name, const std::st
                                           std::vector<double> bounds) {
   auto family = std::shared_ptr<Family<Histogram>>(new Family<Histogram>(
       name, label_names, [bounds] { return std::make_unique<Histogram>(bounds); }));
-  Add({name, help, MetricType::kHistogram, std::move(label_names), std::move(bounds), {}},
+  Add(
+      {name, help, MetricType::kHistogram, std::move(label_names), std::move(bounds), {}},
       [f = family.get()] { return f->Collect(); }, family);
   return *family;
 }

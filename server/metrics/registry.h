@@ -130,8 +130,7 @@ class Registry {
                           std::vector<std::string> label_names = {});
   // `bounds`: increasing finite upper bounds; the +Inf bucket is always added.
   Family<Histogram>& AddHistogram(const std::string& name, const std::string& help,
-                                  std::vector<std::string> label_names,
-                                  std::vector<double> bounds);
+                                  std::vector<std::string> label_names, std::vector<double> bounds);
   // A counter or gauge family whose samples `collect` returns at each scrape.
   void AddCollected(const std::string& name, const std::string& help, MetricType type,
                     std::vector<std::string> label_names, CollectFunction collect);

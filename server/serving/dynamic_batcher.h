@@ -28,9 +28,9 @@ namespace selene::serving {
 
 // What one batch was, for metrics: reported before its requests are answered.
 struct BatchReport {
-  int size = 0;                            // requests in the batch
+  int size = 0;                             // requests in the batch
   std::vector<absl::Duration> queue_waits;  // each request's time from Submit to the batch's run
-  absl::Duration run_time;                 // the batch function's call
+  absl::Duration run_time;                  // the batch function's call
 };
 
 struct DynamicBatcherOptions {

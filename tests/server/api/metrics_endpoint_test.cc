@@ -108,8 +108,8 @@ class MetricsEndpointTest : public ::testing::Test {
   }
 
   std::string Scrape() {
-    const selene::testing::HttpResponse answer = selene::testing::HttpGet(server_->metrics_port(),
-                                                                  "/metrics");
+    const selene::testing::HttpResponse answer =
+        selene::testing::HttpGet(server_->metrics_port(), "/metrics");
     EXPECT_EQ(answer.status, 200);
     EXPECT_THAT(answer.headers, HasSubstr(metrics::kTextFormatContentType));
     return answer.body;
@@ -146,23 +146,27 @@ TEST_F(MetricsEndpointTest, ScrapeHasTheValuesTheWorkImpliesAndPassesPromtool) {
   const std::string ok = absl::StrCat("selene_inference_requests_total{method=\"Segment\",model=\"",
                                       job_, "\",code=\"OK\"}");
   EXPECT_EQ(SampleValue(scrape, ok), 1);
-  EXPECT_EQ(SampleValue(scrape, "selene_inference_requests_total{method=\"Segment\",model=\"job-"
-                                "404\",code=\"NOT_FOUND\"}"),
+  EXPECT_EQ(SampleValue(scrape,
+                        "selene_inference_requests_total{method=\"Segment\",model=\"job-"
+                        "404\",code=\"NOT_FOUND\"}"),
             1);
   EXPECT_EQ(SampleValue(scrape, "selene_inference_request_seconds_count{method=\"Segment\"}"), 2);
   EXPECT_EQ(SampleValue(scrape, "selene_inference_batch_size_count"), 1);
   EXPECT_EQ(SampleValue(scrape, "selene_inference_queue_seconds_count"), 1);
-  EXPECT_EQ(SampleValue(scrape, "grpc_server_handled_total{grpc_type=\"unary\",grpc_service="
-                                "\"selene.v1.TrainingService\",grpc_method=\"SubmitJob\","
-                                "grpc_code=\"OK\"}"),
+  EXPECT_EQ(SampleValue(scrape,
+                        "grpc_server_handled_total{grpc_type=\"unary\",grpc_service="
+                        "\"selene.v1.TrainingService\",grpc_method=\"SubmitJob\","
+                        "grpc_code=\"OK\"}"),
             1);
-  EXPECT_EQ(SampleValue(scrape, "grpc_server_handled_total{grpc_type=\"unary\",grpc_service="
-                                "\"selene.v1.InferenceService\",grpc_method=\"Segment\","
-                                "grpc_code=\"NOT_FOUND\"}"),
+  EXPECT_EQ(SampleValue(scrape,
+                        "grpc_server_handled_total{grpc_type=\"unary\",grpc_service="
+                        "\"selene.v1.InferenceService\",grpc_method=\"Segment\","
+                        "grpc_code=\"NOT_FOUND\"}"),
             1);
-  EXPECT_EQ(SampleValue(scrape, "grpc_server_handling_seconds_bucket{grpc_type=\"unary\","
-                                "grpc_service=\"selene.v1.InferenceService\",grpc_method="
-                                "\"Segment\",le=\"+Inf\"}"),
+  EXPECT_EQ(SampleValue(scrape,
+                        "grpc_server_handling_seconds_bucket{grpc_type=\"unary\","
+                        "grpc_service=\"selene.v1.InferenceService\",grpc_method="
+                        "\"Segment\",le=\"+Inf\"}"),
             2);
   EXPECT_GT(SampleValue(scrape, "process_resident_memory_bytes"), 10 << 20);
   EXPECT_GT(SampleValue(scrape, "process_cpu_seconds_total"), 0);
@@ -171,8 +175,8 @@ TEST_F(MetricsEndpointTest, ScrapeHasTheValuesTheWorkImpliesAndPassesPromtool) {
   const std::string file = (fs::path(dir_) / "scrape.txt").string();
   std::ofstream(file) << scrape;
   const std::string report = (fs::path(dir_) / "promtool.txt").string();
-  const int status =
-      std::system(absl::StrCat(kPromtool, " check metrics < ", file, " > ", report, " 2>&1").c_str());
+  const int status = std::system(
+      absl::StrCat(kPromtool, " check metrics < ", file, " > ", report, " 2>&1").c_str());
   EXPECT_EQ(status, 0) << testing::ReadFileBytes(report);
   EXPECT_EQ(testing::ReadFileBytes(report), "") << "promtool found problems (lint)";
 }

@@ -25,8 +25,7 @@ std::map<std::string, double> Values(const metrics::Registry& registry) {
   std::map<std::string, double> values;
   for (const metrics::FamilySnapshot& family : registry.Collect()) {
     for (const metrics::Sample& sample : family.samples) {
-      const std::string key =
-          family.name + "{" + absl::StrJoin(sample.label_values, ",") + "}";
+      const std::string key = family.name + "{" + absl::StrJoin(sample.label_values, ",") + "}";
       if (family.type == metrics::MetricType::kHistogram) {
         values[key + "_count"] = static_cast<double>(sample.count);
         values[key + "_sum"] = sample.sum;
@@ -74,7 +73,7 @@ TEST_F(ServerMetricsTest, JobLifeCycleCountsSubmissionQueueWaitAndOutcome) {
   EXPECT_EQ(values["selene_jobs_submitted_total{}"], 2);
   EXPECT_EQ(values["selene_jobs_finished_total{succeeded}"], 1);
   EXPECT_EQ(values["selene_jobs_finished_total{cancelled}"], 1);
-  EXPECT_EQ(values["selene_jobs_finished_total{failed}"], 0);  // present before the first
+  EXPECT_EQ(values["selene_jobs_finished_total{failed}"], 0);     // present before the first
   EXPECT_EQ(values["selene_job_queue_wait_seconds{}_count"], 1);  // job-2 never ran
   EXPECT_DOUBLE_EQ(values["selene_job_queue_wait_seconds{}_sum"], 3.0);
 }
@@ -126,8 +125,7 @@ TEST_F(ServerMetricsTest, FailedRequestsKeepOnlyJobIdsAndAliasesAsTheModelLabel)
   metrics_.OnInferenceRequest("Segment", "job-4", StatusCode::kOk, absl::Milliseconds(20));
   metrics_.OnInferenceRequest("Segment", "latest", StatusCode::kInvalidArgument,
                               absl::Milliseconds(1));
-  metrics_.OnInferenceRequest("Classify", "job-0009", StatusCode::kNotFound,
-                              absl::Milliseconds(1));
+  metrics_.OnInferenceRequest("Classify", "job-0009", StatusCode::kNotFound, absl::Milliseconds(1));
   metrics_.OnInferenceRequest("Classify", "random-name-1", StatusCode::kNotFound,
                               absl::Milliseconds(1));
   metrics_.OnInferenceRequest("Classify", "random-name-2", StatusCode::kNotFound,

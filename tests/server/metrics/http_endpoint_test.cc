@@ -1,6 +1,5 @@
 #include "server/metrics/http_endpoint.h"
 
-
 #include <string>
 
 #include "absl/strings/str_cat.h"

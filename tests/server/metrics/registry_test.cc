@@ -24,8 +24,7 @@ TEST(RegistryTest, CountersGaugesAndHistogramsCollectTheirSeriesByLabels) {
   Registry registry;
   Family<Counter>& requests = registry.AddCounter("requests_total", "Requests.", {"code"});
   Family<Gauge>& running = registry.AddGauge("running", "Running jobs.");
-  Family<Histogram>& latency =
-      registry.AddHistogram("latency_seconds", "Latency.", {}, {0.1, 1.0});
+  Family<Histogram>& latency = registry.AddHistogram("latency_seconds", "Latency.", {}, {0.1, 1.0});
 
   requests.WithLabels({"OK"}).Increment();
   requests.WithLabels({"OK"}).Increment(2);
@@ -111,7 +110,9 @@ TEST(RegistryTest, BadNamesLabelsAndDuplicatesAreRefusedByName) {
               HasSubstr("'__reserved'"));
   EXPECT_THAT(message([&] { registry.AddHistogram("h", "Bad.", {"le"}, {1}); }),
               HasSubstr("'le' is reserved"));
-  EXPECT_THAT(message([&] { registry.AddHistogram("h2", "Bad.", {}, {1, 1}); }),
+  EXPECT_THAT(message([&] {
+                registry.AddHistogram("h2", "Bad.", {}, {1, 1});
+              }),
               HasSubstr("increasing"));
   Family<Counter>& labelled = registry.AddCounter("l_total", "L.", {"a", "b"});
   EXPECT_THAT(message([&] { labelled.WithLabels({"x"}); }),

@@ -10,8 +10,8 @@ namespace {
 
 TEST(TextFormatTest, WritesHelpTypeAndSamplesWithEscapedLabels) {
   Registry registry;
-  registry.AddCounter("selene_requests_total", "Requests by model.\nSecond \\ line.",
-                      {"model", "code"})
+  registry
+      .AddCounter("selene_requests_total", "Requests by model.\nSecond \\ line.", {"model", "code"})
       .WithLabels({"job \"7\"\\a\nb", "OK"})
       .Increment(3);
   registry.AddGauge("selene_models_loaded", "Models in memory.").Get().Set(2);
@@ -44,8 +44,7 @@ TEST(TextFormatTest, HistogramsHaveCumulativeBucketsInfSumAndCount) {
 TEST(TextFormatTest, AFamilyWithoutSeriesStillDeclaresItself) {
   Registry registry;
   registry.AddGauge("selene_job_epoch", "Epoch.", {"job_id"});
-  EXPECT_EQ(registry.Scrape(),
-            "# HELP selene_job_epoch Epoch.\n# TYPE selene_job_epoch gauge\n");
+  EXPECT_EQ(registry.Scrape(), "# HELP selene_job_epoch Epoch.\n# TYPE selene_job_epoch gauge\n");
 }
 
 TEST(TextFormatTest, ValuesUseTheFormatsSpellings) {
