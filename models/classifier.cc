@@ -2,8 +2,11 @@
 #include "models/classifier.h"
 
 #include <algorithm>
+#include <memory>
 #include <string>
 #include <utility>
+
+#include "models/batch_norm_folding.h"
 
 namespace selene::models {
 namespace {
@@ -51,9 +54,22 @@ class BasicBlockImpl : public nn::Module {
 
   torch::Tensor forward(torch::Tensor x) {
     torch::Tensor identity = shortcut_.is_empty() ? x : shortcut_->forward(x);
+    if (folded_) {
+      TORCH_CHECK(!is_training(), "BasicBlock: BatchNorms are folded (inference only)");
+      x = conv1_->forward(x).relu_();
+      return conv2_->forward(x).add_(identity).relu_();
+    }
     x = torch::relu(bn1_->forward(conv1_->forward(x)));
     x = bn2_->forward(conv2_->forward(x));
     return torch::relu(x + identity);
+  }
+
+  void fold_batch_norms() {
+    if (folded_) return;
+    conv1_ = replace_module("conv1", FoldBatchNorm(conv1_, bn1_));
+    conv2_ = replace_module("conv2", FoldBatchNorm(conv2_, bn2_));
+    if (!shortcut_.is_empty()) shortcut_ = replace_module("shortcut", FoldBatchNorms(shortcut_));
+    folded_ = true;
   }
 
  private:
@@ -62,6 +78,7 @@ class BasicBlockImpl : public nn::Module {
   nn::Conv2d conv2_;
   nn::BatchNorm2d bn2_;
   nn::Sequential shortcut_;
+  bool folded_ = false;
 };
 TORCH_MODULE(BasicBlock);
 
@@ -85,16 +102,32 @@ class BottleneckBlockImpl : public nn::Module {
 
   torch::Tensor forward(torch::Tensor x) {
     torch::Tensor identity = shortcut_.is_empty() ? x : shortcut_->forward(x);
+    if (folded_) {
+      TORCH_CHECK(!is_training(), "BottleneckBlock: BatchNorms are folded (inference only)");
+      x = conv1_->forward(x).relu_();
+      x = conv2_->forward(x).relu_();
+      return conv3_->forward(x).add_(identity).relu_();
+    }
     x = torch::relu(bn1_->forward(conv1_->forward(x)));
     x = torch::relu(bn2_->forward(conv2_->forward(x)));
     x = bn3_->forward(conv3_->forward(x));
     return torch::relu(x + identity);
   }
 
+  void fold_batch_norms() {
+    if (folded_) return;
+    conv1_ = replace_module("conv1", FoldBatchNorm(conv1_, bn1_));
+    conv2_ = replace_module("conv2", FoldBatchNorm(conv2_, bn2_));
+    conv3_ = replace_module("conv3", FoldBatchNorm(conv3_, bn3_));
+    if (!shortcut_.is_empty()) shortcut_ = replace_module("shortcut", FoldBatchNorms(shortcut_));
+    folded_ = true;
+  }
+
  private:
   nn::Conv2d conv1_{nullptr}, conv2_{nullptr}, conv3_{nullptr};
   nn::BatchNorm2d bn1_{nullptr}, bn2_{nullptr}, bn3_{nullptr};
   nn::Sequential shortcut_{nullptr};
+  bool folded_ = false;
 };
 TORCH_MODULE(BottleneckBlock);
 
@@ -178,6 +211,21 @@ torch::Tensor ClassifierImpl::forward(torch::Tensor images) {
   x = torch::adaptive_avg_pool2d(x, {1, 1}).flatten(1);
   if (!dropout_.is_empty()) x = dropout_->forward(x);
   return head_->forward(x);
+}
+
+void ClassifierImpl::fold_batch_norms() {
+  if (folded_) return;
+  stem_ = replace_module("stem", FoldBatchNorms(stem_));
+  for (nn::Sequential& stage : stages_) {
+    for (const std::shared_ptr<nn::Module>& block : stage->children()) {
+      if (auto basic = std::dynamic_pointer_cast<BasicBlockImpl>(block)) {
+        basic->fold_batch_norms();
+      } else if (auto bottleneck = std::dynamic_pointer_cast<BottleneckBlockImpl>(block)) {
+        bottleneck->fold_batch_norms();
+      }
+    }
+  }
+  folded_ = true;
 }
 
 std::vector<int64_t> ClassifierImpl::feature_channels() const {

@@ -34,6 +34,9 @@ class ClassifierImpl : public NetworkImpl {
   // output the head pools).
   std::vector<StageSummary> summary() const override;
 
+  // The stem's, every block's and every shortcut's BatchNorm folded into its conv.
+  void fold_batch_norms() override;
+
   const ClassifierOptions& options() const { return options_; }
   bool has_head() const { return !head_.is_empty(); }
 
@@ -43,6 +46,7 @@ class ClassifierImpl : public NetworkImpl {
   std::vector<torch::nn::Sequential> stages_;
   torch::nn::Dropout dropout_{nullptr};  // only when options.dropout > 0
   torch::nn::Linear head_{nullptr};      // only when options.head
+  bool folded_ = false;
 };
 TORCH_MODULE(Classifier);
 

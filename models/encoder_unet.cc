@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <utility>
 
+#include "models/batch_norm_folding.h"
+
 namespace selene::models {
 namespace {
 
@@ -98,6 +100,13 @@ torch::Tensor EncoderUNetImpl::forward(torch::Tensor images) {
   }
   x = up_input_->forward(x, input_->forward(images));
   return head_->forward(x);
+}
+
+void EncoderUNetImpl::fold_batch_norms() {
+  encoder_->fold_batch_norms();
+  for (UpBlock& block : up_) block->fold_batch_norms();
+  input_ = replace_module("input", FoldBatchNorms(input_));  // idempotent: no BN left to fold
+  up_input_->fold_batch_norms();
 }
 
 std::vector<StageSummary> EncoderUNetImpl::summary() const {

@@ -44,6 +44,9 @@ class EncoderUNetImpl : public NetworkImpl {
   // function of the epoch alone, so resuming at any epoch gives the right state.
   void on_epoch_start(int64_t epoch) override;
 
+  // The encoder's, the decoder blocks' and the input conv's BatchNorms folded into their convs.
+  void fold_batch_norms() override;
+
   // Keeps a frozen encoder's BatchNorm in eval mode (running statistics untouched) even when
   // the model as a whole trains.
   void train(bool on = true) override;

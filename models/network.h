@@ -41,6 +41,13 @@ class NetworkImpl : public torch::nn::Module {
   // Called by the Trainer before each epoch (0-based); models with a freeze schedule use it to
   // freeze or unfreeze parts. Default: nothing.
   virtual void on_epoch_start(int64_t /*epoch*/) {}
+
+  // Serving only: folds every BatchNorm into the convolution before it (exact in eval mode, where
+  // a BatchNorm is a fixed per-channel affine map), so the forward pass skips one pass over each
+  // activation. The network is then for inference only: forward() in training mode fails, and
+  // its parameters no longer match a checkpoint's names (convolutions gained biases). Call it
+  // once, after loading the weights and moving to the device. Default: nothing to fold.
+  virtual void fold_batch_norms() {}
 };
 
 // Not a TORCH_MODULE holder: networks are abstract, so they are passed as shared_ptr.

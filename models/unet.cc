@@ -5,6 +5,8 @@
 #include <string>
 #include <utility>
 
+#include "models/batch_norm_folding.h"
+
 namespace selene::models {
 namespace {
 
@@ -45,8 +47,20 @@ DoubleConvImpl::DoubleConvImpl(int64_t in_channels, int64_t out_channels, int64_
 }
 
 torch::Tensor DoubleConvImpl::forward(torch::Tensor x) {
+  if (folded_) {
+    TORCH_CHECK(!is_training(), "DoubleConv: BatchNorms are folded (inference only)");
+    x = conv1_->forward(x).relu_();
+    return conv2_->forward(x).relu_();
+  }
   x = torch::relu(bn1_->forward(conv1_->forward(x)));
   return torch::relu(bn2_->forward(conv2_->forward(x)));
+}
+
+void DoubleConvImpl::fold_batch_norms() {
+  if (folded_) return;
+  conv1_ = replace_module("conv1", FoldBatchNorm(conv1_, bn1_));
+  conv2_ = replace_module("conv2", FoldBatchNorm(conv2_, bn2_));
+  folded_ = true;
 }
 
 UpBlockImpl::UpBlockImpl(int64_t in_channels, int64_t skip_channels, int64_t out_channels,
@@ -123,6 +137,11 @@ torch::Tensor UNetImpl::forward(torch::Tensor images) {
   if (!dropout_.is_empty()) x = dropout_->forward(x);
   for (int level = kLevels - 2; level >= 0; --level) x = up_[level]->forward(x, skips[level]);
   return head_->forward(x);
+}
+
+void UNetImpl::fold_batch_norms() {
+  for (DoubleConv& block : down_) block->fold_batch_norms();
+  for (UpBlock& block : up_) block->fold_batch_norms();
 }
 
 std::vector<StageSummary> UNetImpl::summary() const {

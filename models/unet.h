@@ -20,11 +20,16 @@ class DoubleConvImpl : public torch::nn::Module {
   DoubleConvImpl(int64_t in_channels, int64_t out_channels, int64_t stride = 1);
   torch::Tensor forward(torch::Tensor x);
 
+  // Inference only (NetworkImpl::fold_batch_norms): each BN folded into its conv, which gains a
+  // bias; forward() then skips the BNs and refuses to run in training mode.
+  void fold_batch_norms();
+
  private:
   torch::nn::Conv2d conv1_;
   torch::nn::BatchNorm2d bn1_;
   torch::nn::Conv2d conv2_;
   torch::nn::BatchNorm2d bn2_;
+  bool folded_ = false;
 };
 TORCH_MODULE(DoubleConv);
 
@@ -37,6 +42,8 @@ class UpBlockImpl : public torch::nn::Module {
   UpBlockImpl(int64_t in_channels, int64_t skip_channels, int64_t out_channels, int64_t scale,
               Upsample upsample);
   torch::Tensor forward(torch::Tensor x, torch::Tensor skip);
+
+  void fold_batch_norms() { conv_->fold_batch_norms(); }
 
  private:
   torch::nn::ConvTranspose2d transposed_{nullptr};  // "up", Upsample::kTransposedConv
@@ -56,6 +63,8 @@ class UNetImpl : public NetworkImpl {
   torch::Tensor forward(torch::Tensor images) override;
 
   std::vector<StageSummary> summary() const override;
+
+  void fold_batch_norms() override;
 
   // Width of levels 0..4: base_width * 2^level, capped at max_width when it is > 0.
   std::vector<int64_t> level_widths() const { return widths_; }

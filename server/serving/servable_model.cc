@@ -113,6 +113,7 @@ StatusOr<ModelDescription> DescribeModel(const ServableModelRecord& record) {
 struct ServableModel::Torch {
   models::Network network;
   train::Normalization normalization;
+  bool channels_last = false;
 };
 
 ServableModel::ServableModel(ServableModelRecord record, ModelDescription description)
@@ -122,8 +123,9 @@ ServableModel::~ServableModel() {
   if (batcher_ != nullptr) batcher_->Stop();
 }
 
-StatusOr<std::shared_ptr<ServableModel>> ServableModel::Load(
-    const ServableModelRecord& record, DynamicBatcherOptions batcher_options) {
+StatusOr<std::shared_ptr<ServableModel>> ServableModel::Load(const ServableModelRecord& record,
+                                                             DynamicBatcherOptions batcher_options,
+                                                             ServableModelOptions model_options) {
   SELENE_ASSIGN_OR_RETURN(ModelDescription description, DescribeModel(record));
   auto torch_state = std::make_unique<Torch>();
   int64_t parameters = 0;
@@ -144,7 +146,16 @@ StatusOr<std::shared_ptr<ServableModel>> ServableModel::Load(
     }
     network->eval();
     for (torch::Tensor& p : network->parameters()) p.set_requires_grad(false);
+    // Counted before folding: the trained model's size, not the folded convolutions' biases.
     parameters = models::CountParameters(*network);
+    if (model_options.fold_batch_norms) network->fold_batch_norms();
+    if (model_options.channels_last) {
+      torch::NoGradGuard no_grad;
+      for (torch::Tensor& p : network->parameters()) {
+        if (p.dim() == 4) p.set_data(p.contiguous(torch::MemoryFormat::ChannelsLast));
+      }
+    }
+    torch_state->channels_last = model_options.channels_last;
     torch_state->network = std::move(network);
     torch_state->normalization.mean = description.normalize_mean;
     torch_state->normalization.std = description.normalize_std;
@@ -193,8 +204,11 @@ StatusOr<std::vector<ModelOutput>> ServableModel::RunBatch(const std::vector<cv:
       const cv::Mat continuous = image.isContinuous() ? image : image.clone();
       std::memcpy(dst + i * bytes, continuous.data, bytes);
     }
-    torch::Tensor x = train::NormalizeImages(hwc.permute({0, 3, 1, 2}).contiguous(),
-                                             torch_->normalization, torch::kCPU);
+    // [N, H, W, C] bytes seen as [N, C, H, W]: already channels-last, so no copy when the
+    // network computes in that layout.
+    torch::Tensor nchw = hwc.permute({0, 3, 1, 2});
+    if (!torch_->channels_last) nchw = nchw.contiguous();
+    torch::Tensor x = train::NormalizeImages(nchw, torch_->normalization, torch::kCPU);
     torch::Tensor logits = torch_->network->forward(x).to(torch::kFloat).contiguous();
     std::vector<int64_t> shape(logits.sizes().begin() + 1, logits.sizes().end());
     const int64_t per_image = logits.numel() / batch;
