@@ -146,13 +146,16 @@ int main(int argc, char** argv) {
         "\"epoch_seconds\": %.3f, \"train_seconds\": %.3f, \"images_per_second\": %.1f, "
         "\"data_wait_fraction\": %.4f, \"epoch_with_decoding_seconds\": %.3f, "
         "\"speedup_from_cache\": %.3f, \"train_loss\": %.4f, \"val_loss\": %.4f, "
-        "\"pipeline_alone_seconds\": %.3f, \"pipeline_ms_per_batch\": %.2f}\n",
+        "\"pipeline_alone_seconds\": %.3f, \"pipeline_ms_per_batch\": %.2f, "
+        "\"precision\": \"%s\", \"channels_last\": %s}\n",
         files, decoded->split.train.size(), decoded->split.val.size(), threads,
         absl::GetFlag(FLAGS_size), plan->trainer.batch_size, cache_hit ? "true" : "false",
         decode_seconds, cache_seconds, epoch.seconds, train_seconds, epoch.images_per_second,
         epoch.data_wait_fraction, epoch.seconds + decode_seconds,
         (epoch.seconds + decode_seconds) / epoch.seconds, epoch.train_loss, epoch.val_loss,
-        pipeline_seconds, 1000.0 * pipeline_seconds / std::max<int64_t>(1, batches));
+        pipeline_seconds, 1000.0 * pipeline_seconds / std::max<int64_t>(1, batches),
+        selene::train::PrecisionName(plan->trainer.precision),
+        plan->trainer.channels_last ? "true" : "false");
     return 0;
   }
   std::cout << absl::StrFormat(

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench/run.sh: Selene against the PyTorch Python script a user would write instead (Debian's
 # python3-torch on /usr/bin/python3: the same LibTorch 1.13.1), measured side by side in one run
-# on this machine, as ratios. Not part of ctest. About 15 minutes on 2 cores once built.
+# on this machine, as ratios. Not part of ctest. About 20 minutes on 2 cores once built.
 #
 #   bench/run.sh                      # builds into build/ (or $BUILD_DIR), runs everything
 #   BUILD_DIR=build-bench bench/run.sh
@@ -11,8 +11,11 @@
 #   WORK=/tmp/selene-bench.XXXX SECTIONS="1" bench/run.sh   # re-run a section of an earlier run
 #   QUIET_WAIT_S=0 bench/run.sh       # never wait for the machine to go quiet (default: up to 180 s)
 #
-# Sections: 1. training throughput (synthetic tensors) with FLOPs and the matmul peak;
-# 2. one epoch from real-format files (Tiny ImageNet sample JPEGs; MOON-layout PNGs written
+# Sections: 1. training throughput (synthetic tensors) with FLOPs and the float32 and bfloat16
+# matmul peaks, each model in two configurations on both sides: fp32 (the default, the same
+# kernels on both sides) and "fast" (bf16 autocast + channels-last: Selene's
+# training.precision = "bf16" and training.channels_last = true); 2. one epoch from real-format
+# files, fp32 and fast (Tiny ImageNet sample JPEGs; MOON-layout PNGs written
 # here) against Dataset + DataLoader(num_workers=2) + torchvision transforms; 3. inference in
 # process against PyTorch eager, then Segment over gRPC from selene-load at concurrency 1, 4, 16
 # with batching off and on; 4. selene-server's resident memory. Writes bench/results/DATE.json and
@@ -51,6 +54,9 @@ else
   ROUNDS=3; UNET_STEPS=10; CLF_STEPS=4; SERVE_SECONDS=5; LOAD_SECONDS=10; CLASSES=10; MOON_PAIRS=200
 fi
 CLASSES="${CLASSES_OVERRIDE:-$CLASSES}"
+# The fast configuration (bf16 + channels-last) runs about 2-4x faster: twice the steps keeps
+# its timed stretch about as long as the fp32 one's.
+FAST_UNET_STEPS=$((2 * UNET_STEPS)); FAST_CLF_STEPS=$((2 * CLF_STEPS))
 SECTIONS="${SECTIONS:-1 2 3}"
 want() { [[ " $SECTIONS " == *" $1 "* ]]; }
 # Two OpenMP threads on two cores slow down several-fold when anything else runs (a spinning
@@ -116,18 +122,23 @@ os="$(. /etc/os-release && echo "$PRETTY_NAME"), kernel $(uname -r)"
 commands=(
   "BUILD_DIR=$(realpath --relative-to="$repo" "$BUILD_DIR") bench/run.sh   # everything below"
   "$PY bench/pytorch/bench.py params|flops|matmul --threads $THREADS"
+  "$PY bench/pytorch/bench.py matmul --dtype bfloat16 --threads $THREADS   # the bf16 peak"
   "$BUILD_DIR/bin/selene-bench --model unet --mode train --batch 16 --steps $UNET_STEPS --threads $THREADS --json"
   "$PY bench/pytorch/bench.py train --model unet --batch 16 --steps $UNET_STEPS --threads $THREADS"
-  "(the same with --model classifier --batch 64 --steps $CLF_STEPS; $ROUNDS rounds, interleaved)"
-  "$BUILD_DIR/bin/selene-data-bench --data \$DATA/tiny-imagenet-200-10c --classes $CLASSES --size 128 --threads $THREADS --nocache_steps --json"
-  "$PY bench/pytorch/bench.py epoch-classify --data \$DATA/tiny-imagenet-200-10c --classes $CLASSES --workers 2 --threads $THREADS"
+  "$BUILD_DIR/bin/selene-bench --model unet --mode train --batch 16 --steps $FAST_UNET_STEPS --threads $THREADS --precision bf16 --channels_last --json"
+  "$PY bench/pytorch/bench.py train --model unet --batch 16 --steps $FAST_UNET_STEPS --threads $THREADS --bf16 --channels-last"
+  "(the same with --model classifier --batch 64 --steps $CLF_STEPS, fast $FAST_CLF_STEPS; $ROUNDS rounds, interleaved)"
+  "$PY bench/pytorch/bench.py profile --model classifier --batch 64 --threads $THREADS [--bf16 --channels-last]"
+  "$BUILD_DIR/bin/selene-data-bench --data \$DATA/tiny-imagenet-200-10c --classes $CLASSES --size 128 --threads $THREADS --nocache_steps --json [--set training.precision=bf16,training.channels_last=true]"
+  "$PY bench/pytorch/bench.py epoch-classify --data \$DATA/tiny-imagenet-200-10c --classes $CLASSES --workers 2 --threads $THREADS [--bf16 --channels-last]"
   "$PY bench/pytorch/make_moon_pngs.py --sample \$DATA/lunar-sample --out \$WORK/moon --count $MOON_PAIRS"
-  "$BUILD_DIR/bin/selene-data-bench --spec configs/unet_moon.json --data \$WORK/moon --size 128 --threads $THREADS --nocache_steps --json"
-  "$PY bench/pytorch/bench.py epoch-segment --data \$WORK/moon --workers 2 --threads $THREADS"
+  "$BUILD_DIR/bin/selene-data-bench --spec configs/unet_moon.json --data \$WORK/moon --size 128 --threads $THREADS --nocache_steps --json [--set training.precision=bf16,training.channels_last=true]"
+  "$PY bench/pytorch/bench.py epoch-segment --data \$WORK/moon --workers 2 --threads $THREADS [--bf16 --channels-last]"
   "$BUILD_DIR/bin/selene-server --max_batch_size 1|8 --state_dir \$WORK/state   # 4 synthetic U-Net jobs"
   "$BUILD_DIR/bin/selene-serving-bench --checkpoint \$WORK/state/jobs/job-1/best.pt --threads 1 --compare_unoptimized"
   "$PY bench/pytorch/bench.py infer --threads 1 --checkpoint \$WORK/state/jobs/job-1/best.pt"
   "$BUILD_DIR/bin/selene-load --model job-1 --concurrency 1|4|16 --seconds $LOAD_SECONDS"
+  "$PY bench/pytorch/bench.py activations --model classifier --batch 64 --classes $CLASSES --threads $THREADS [--bf16 --channels-last]"
 )
 commands=("${commands[@]//$BUILD_DIR/$(realpath --relative-to="$repo" "$BUILD_DIR")}")
 $PY - "$work/meta.json" "$date_tag" "$THREADS" "$cpu" "$(nproc)" "$memory" "$os" \
@@ -142,29 +153,52 @@ log "work folder $work; $THREADS threads; $torch_version"
 
 # ------------------------------------------------------------------ 1. training throughput
 if want 1; then
-log "1. training throughput: parameters, FLOPs, matmul peak"
+log "1. training throughput: parameters, FLOPs, matmul peaks (float32, bfloat16)"
 $PY bench/pytorch/bench.py params --classes 200 >"$work/params.json"
 $PY bench/pytorch/bench.py flops --classes 200 >"$work/flops.json"
-wait_quiet
-$PY bench/pytorch/bench.py matmul --threads "$THREADS" >"$work/matmul_1.json"
+# The peaks: matmul_N.json float32 (the file names of earlier runs), matmul_bf16_N.json bfloat16.
+matmul_peaks() {  # matmul_peaks N
+  wait_quiet
+  $PY bench/pytorch/bench.py matmul --threads "$THREADS" >"$work/matmul_$1.json"
+  $PY bench/pytorch/bench.py matmul --dtype bfloat16 --threads "$THREADS" \
+    >"$work/matmul_bf16_$1.json"
+}
+matmul_peaks 1
+# Per round and model, four runs interleaved Selene / PyTorch: fp32 (train_M_selene_R.json,
+# train_M_pytorch_R.json: the same kernels on both sides), then fast = bf16 autocast +
+# channels-last (train_M_selene_fast_R.json, train_M_pytorch_fast_R.json).
 for round in $(seq 1 "$ROUNDS"); do
   for model in unet classifier; do
-    if [[ $model == unet ]]; then batch=16; steps=$UNET_STEPS; else batch=64; steps=$CLF_STEPS; fi
+    if [[ $model == unet ]]; then
+      batch=16; steps=$UNET_STEPS; fast_steps=$FAST_UNET_STEPS
+    else
+      batch=64; steps=$CLF_STEPS; fast_steps=$FAST_CLF_STEPS
+    fi
     wait_quiet
-    log "1. $model training, round $round/$ROUNDS"
+    log "1. $model training fp32, round $round/$ROUNDS"
     "$BIN/selene-bench" --model "$model" --mode train --batch "$batch" --steps "$steps" \
       --warmup 2 --threads "$THREADS" --json >"$work/train_${model}_selene_$round.json"
     $PY bench/pytorch/bench.py train --model "$model" --batch "$batch" --steps "$steps" \
       --warmup 2 --threads "$THREADS" >"$work/train_${model}_pytorch_$round.json"
+    wait_quiet
+    log "1. $model training bf16 + channels-last, round $round/$ROUNDS"
+    "$BIN/selene-bench" --model "$model" --mode train --batch "$batch" --steps "$fast_steps" \
+      --warmup 2 --threads "$THREADS" --precision bf16 --channels_last --json \
+      >"$work/train_${model}_selene_fast_$round.json"
+    $PY bench/pytorch/bench.py train --model "$model" --batch "$batch" --steps "$fast_steps" \
+      --warmup 2 --threads "$THREADS" --bf16 --channels-last \
+      >"$work/train_${model}_pytorch_fast_$round.json"
   done
 done
-wait_quiet
-$PY bench/pytorch/bench.py matmul --threads "$THREADS" >"$work/matmul_2.json"
+matmul_peaks 2
 for model in unet classifier; do
   if [[ $model == unet ]]; then batch=16; else batch=64; fi
   $PY bench/pytorch/bench.py profile --model "$model" --batch "$batch" --threads "$THREADS" \
     --steps 2 >"$work/profile_$model.json"
 done
+# The fast configuration's profile too (the classifier: where bf16 time goes).
+$PY bench/pytorch/bench.py profile --model classifier --batch 64 --threads "$THREADS" \
+  --steps 2 --bf16 --channels-last >"$work/profile_classifier_fast.json"
 $PY - "$work" <<'EOF'
 import json, sys, glob
 work = sys.argv[1]
@@ -187,6 +221,17 @@ wait_quiet
 log "2. epoch on the Tiny ImageNet sample: PyTorch DataLoader"
 $PY bench/pytorch/bench.py epoch-classify --data "$DATA/tiny-imagenet-200-10c" \
   --classes "$CLASSES" --workers 2 --threads "$THREADS" >"$work/epoch_cls_pytorch_1.json"
+# The fast configuration (bf16 autocast + channels-last) on both sides: *_fast_1.json.
+fast_set=(--set training.precision=bf16,training.channels_last=true)
+wait_quiet
+log "2. epoch on the Tiny ImageNet sample, bf16 + channels-last: Selene"
+"$BIN/selene-data-bench" --data "$DATA/tiny-imagenet-200-10c" --classes "$CLASSES" --size 128 \
+  --threads "$THREADS" --nocache_steps "${fast_set[@]}" --json >"$work/epoch_cls_selene_fast_1.json"
+wait_quiet
+log "2. epoch on the Tiny ImageNet sample, bf16 + channels-last: PyTorch DataLoader"
+$PY bench/pytorch/bench.py epoch-classify --data "$DATA/tiny-imagenet-200-10c" \
+  --classes "$CLASSES" --workers 2 --threads "$THREADS" --bf16 --channels-last \
+  >"$work/epoch_cls_pytorch_fast_1.json"
 log "2. writing $MOON_PAIRS MOON-layout PNG pairs"
 $PY bench/pytorch/make_moon_pngs.py --sample "$DATA/lunar-sample" --out "$work/moon" \
   --count "$MOON_PAIRS" >&2
@@ -198,6 +243,12 @@ for round in $(seq 1 $(( ROUNDS > 2 ? 2 : ROUNDS ))); do
   $PY bench/pytorch/bench.py epoch-segment --data "$work/moon" --workers 2 --threads "$THREADS" \
     >"$work/epoch_seg_pytorch_$round.json"
 done
+wait_quiet
+log "2. segmentation epoch from PNGs, bf16 + channels-last"
+"$BIN/selene-data-bench" --spec configs/unet_moon.json --data "$work/moon" --size 128 \
+  --threads "$THREADS" --nocache_steps "${fast_set[@]}" --json >"$work/epoch_seg_selene_fast_1.json"
+$PY bench/pytorch/bench.py epoch-segment --data "$work/moon" --workers 2 --threads "$THREADS" \
+  --bf16 --channels-last >"$work/epoch_seg_pytorch_fast_1.json"
 fi
 
 # ------------------------------------------------------------------ 3-4. serving and memory
@@ -314,6 +365,13 @@ rm "$work/sampling"; wait "$sampler"
 mem[tiny_imagenet_peak_mib]="$(cat "$work/peak_tiny")"
 mem[tiny_imagenet_cache_mib]="$(du -sm "$state/cache" 2>/dev/null | cut -f1)"
 stop_server
+# Where the training memory goes (not a timing): the tensors one classifier step saves for
+# backward at the job's batch, fp32 and fast (the server's job above ran fp32).
+log "4. activation memory of one classifier training step (batch 64)"
+$PY bench/pytorch/bench.py activations --model classifier --batch 64 --classes "$CLASSES" \
+  --threads "$THREADS" >"$work/activations_classifier.json"
+$PY bench/pytorch/bench.py activations --model classifier --batch 64 --classes "$CLASSES" \
+  --threads "$THREADS" --bf16 --channels-last >"$work/activations_classifier_fast.json"
 
 log "3. selene-server, batching on (max_batch_size 8, 5 ms)"
 start_server "$work/server_b8.log" --max_batch_size 8 --max_queue_delay_ms 5

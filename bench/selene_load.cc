@@ -9,7 +9,6 @@
 
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
-#include <opencv2/imgproc.hpp>
 
 #include <algorithm>
 #include <atomic>
@@ -28,6 +27,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "bench/bench_common.h"
 #include "selene/v1/inference_service.grpc.pb.h"
 
 ABSL_FLAG(std::string, server, "127.0.0.1:50051", "selene-server address.");
@@ -44,35 +44,14 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// A smooth, textured RGB test image: gradients, discs and noise, so the PNG is not trivial.
+// The test image selene-serving-bench times in process, as PNG.
 std::string GeneratedPng(int side) {
-  cv::Mat image(side, side, CV_8UC3);
-  cv::RNG rng(7);
-  for (int y = 0; y < side; ++y) {
-    for (int x = 0; x < side; ++x) {
-      image.at<cv::Vec3b>(y, x) =
-          cv::Vec3b(static_cast<uchar>(255 * x / (side - 1)),
-                    static_cast<uchar>(255 * y / (side - 1)), static_cast<uchar>((x * y) % 256));
-    }
-  }
-  for (int i = 0; i < 6; ++i) {
-    cv::circle(
-        image, cv::Point(rng.uniform(0, side), rng.uniform(0, side)), rng.uniform(3, side / 4),
-        cv::Scalar(rng.uniform(0, 256), rng.uniform(0, 256), rng.uniform(0, 256)), cv::FILLED);
-  }
-  cv::Mat noise(image.size(), CV_8UC3);
-  rng.fill(noise, cv::RNG::UNIFORM, 0, 24);
-  image += noise;
   std::vector<uchar> bytes;
-  cv::imencode(".png", image, bytes);
+  cv::imencode(".png", selene::bench::TestImage(side), bytes);
   return std::string(bytes.begin(), bytes.end());
 }
 
-double Percentile(const std::vector<double>& sorted, double q) {
-  if (sorted.empty()) return 0.0;
-  const size_t index = std::min(sorted.size() - 1, static_cast<size_t>(q * sorted.size()));
-  return sorted[index];
-}
+using selene::bench::Percentile;
 
 struct ClientResult {
   std::vector<double> ok_ms;

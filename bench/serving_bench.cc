@@ -34,6 +34,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "bench/bench_common.h"
 #include "server/jobs/job_spec.h"
 #include "server/jobs/training_plan.h"
 #include "server/serving/inference_engine.h"
@@ -77,8 +78,7 @@ struct Timing {
   double Percentile(double q) const {
     std::vector<double> sorted = ms;
     std::sort(sorted.begin(), sorted.end());
-    if (sorted.empty()) return 0;
-    return sorted[std::min(sorted.size() - 1, static_cast<size_t>(q * sorted.size()))];
+    return selene::bench::Percentile(sorted, q);
   }
   std::string Json() const {
     return absl::StrFormat(
@@ -107,27 +107,7 @@ Timing TimeCalls(Fn&& fn, int parts = 1) {
   return timing;
 }
 
-// The same deterministic 128x128 RGB test image selene-load sends (gradients, discs, noise).
-cv::Mat TestImage(int side) {
-  cv::Mat image(side, side, CV_8UC3);
-  cv::RNG rng(7);
-  for (int y = 0; y < side; ++y) {
-    for (int x = 0; x < side; ++x) {
-      image.at<cv::Vec3b>(y, x) =
-          cv::Vec3b(static_cast<uchar>(255 * x / (side - 1)),
-                    static_cast<uchar>(255 * y / (side - 1)), static_cast<uchar>((x * y) % 256));
-    }
-  }
-  for (int i = 0; i < 6; ++i) {
-    cv::circle(
-        image, cv::Point(rng.uniform(0, side), rng.uniform(0, side)), rng.uniform(3, side / 4),
-        cv::Scalar(rng.uniform(0, 256), rng.uniform(0, 256), rng.uniform(0, 256)), cv::FILLED);
-  }
-  cv::Mat noise(image.size(), CV_8UC3);
-  rng.fill(noise, cv::RNG::UNIFORM, 0, 24);
-  image += noise;
-  return image;
-}
+using selene::bench::TestImage;
 
 // A random-weight default U-Net written as a job folder; BatchNorm statistics randomised too, so
 // eval mode (and folding) has something to do.

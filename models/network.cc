@@ -1,4 +1,5 @@
-// Parameter counting shared by every network, the factory's budgets and the summaries.
+// Parameter counting shared by every network, the factory's budgets and the summaries; the
+// channels-last layout shared by training and serving.
 #include "models/network.h"
 
 namespace selene::models {
@@ -9,6 +10,15 @@ int64_t CountParameters(const torch::nn::Module& module) {
     count += parameter.numel();
   }
   return count;
+}
+
+void UseChannelsLast(torch::nn::Module& module) {
+  torch::NoGradGuard no_grad;
+  for (torch::Tensor& parameter : module.parameters(/*recurse=*/true)) {
+    if (parameter.dim() == 4) {
+      parameter.set_data(parameter.contiguous(torch::MemoryFormat::ChannelsLast));
+    }
+  }
 }
 
 }  // namespace selene::models

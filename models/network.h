@@ -13,10 +13,10 @@ namespace selene::models {
 
 // One row of a model summary (`--describe`): a stage with its channels and scale.
 struct StageSummary {
-  std::string name;          // e.g. "stem", "stage2", "down3", "bottleneck", "up1", "head"
+  std::string name;  // e.g. "stem", "stage2", "down3", "bottleneck", "up1", "head"
   int64_t in_channels = 0;
   int64_t out_channels = 0;
-  int64_t stride = 1;        // output resolution = input resolution / stride (cumulative)
+  int64_t stride = 1;  // output resolution = input resolution / stride (cumulative)
   int64_t parameters = 0;
 };
 
@@ -55,5 +55,11 @@ using Network = std::shared_ptr<NetworkImpl>;
 
 // Number of parameters (trainable or not) in `module` and all its children.
 int64_t CountParameters(const torch::nn::Module& module);
+
+// Stores every 4-d parameter (the convolution weights) channels-last (NHWC). Fed channels-last
+// input, oneDNN then runs its NHWC convolutions and the activations stay NHWC all the way
+// through, which is faster for some networks on CPU (measured in docs/benchmarks.md). Values,
+// names and shapes are unchanged, so checkpoints load either way.
+void UseChannelsLast(torch::nn::Module& module);
 
 }  // namespace selene::models

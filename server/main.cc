@@ -52,7 +52,8 @@ ABSL_FLAG(int, max_batch_size, 8, "Largest inference batch per model.");
 ABSL_FLAG(int64_t, max_image_pixels, int64_t{4096} * 4096,
           "Largest image (width x height) Segment and Classify accept.");
 ABSL_FLAG(int, max_queue_delay_ms, 5,
-          "How long a model's first queued request waits for others to batch with.");
+          "Longest wait of a model's oldest queued request for others to batch with; waited "
+          "only under concurrent load (a lone request on an idle model runs at once).");
 ABSL_FLAG(int, max_loaded_models, 4, "Models kept in memory (least recently used unloaded).");
 ABSL_FLAG(int, inference_threads, 1, "Intra-op threads of each model's inference.");
 ABSL_FLAG(int, training_threads, 0,

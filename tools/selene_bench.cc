@@ -4,7 +4,11 @@
 //
 //   selene-bench --model unet|classifier|encoder_unet --mode train|infer
 //                [--batch 16] [--size 128] [--steps 20] [--warmup 3] [--device cpu|cuda]
-//                [--threads N] [--channels_last] [--json]
+//                [--threads N] [--precision fp32|bf16] [--channels_last] [--json]
+//
+// The training step is the Trainer's: bf16 runs the forward pass under autocast
+// (server/train/mixed_precision.h), --channels_last stores the convolution weights and the
+// batch NHWC (models::UseChannelsLast).
 #include <sys/resource.h>
 #include <torch/torch.h>
 #ifdef __GLIBC__
@@ -18,11 +22,12 @@
 #include <cstdlib>
 #include <iostream>
 #include <map>
-#include <utility>
 #include <string>
+#include <utility>
 
 #include "models/factory.h"
 #include "server/train/loss.h"
+#include "server/train/mixed_precision.h"
 #include "server/train/optimization.h"
 #include "server/train/threads.h"
 
@@ -37,6 +42,7 @@ struct BenchOptions {
   int64_t warmup = 3;
   std::string device = "cpu";
   int threads = 0;
+  std::string precision = "fp32";
   bool channels_last = false;
   bool json = false;
 };
@@ -45,14 +51,16 @@ struct BenchOptions {
   std::cerr << "selene-bench: " << problem << "\n"
             << "usage: selene-bench --model unet|classifier|encoder_unet --mode train|infer "
                "[--batch N] [--size N] [--steps N] [--warmup N] [--device cpu|cuda[:i]] "
-               "[--threads N] [--channels_last] [--json]\n";
+               "[--threads N] [--precision fp32|bf16] [--channels_last] [--json]\n";
   std::exit(2);
 }
 
 BenchOptions ParseArgs(int argc, char** argv) {
   BenchOptions options;
-  std::map<std::string, std::string*> strings = {
-      {"--model", &options.model}, {"--mode", &options.mode}, {"--device", &options.device}};
+  std::map<std::string, std::string*> strings = {{"--model", &options.model},
+                                                 {"--mode", &options.mode},
+                                                 {"--device", &options.device},
+                                                 {"--precision", &options.precision}};
   std::map<std::string, int64_t*> integers = {{"--batch", &options.batch},
                                               {"--size", &options.size},
                                               {"--steps", &options.steps},
@@ -91,6 +99,9 @@ BenchOptions ParseArgs(int argc, char** argv) {
     }
   }
   if (options.mode != "train" && options.mode != "infer") Usage("--mode: " + options.mode);
+  if (options.precision != "fp32" && options.precision != "bf16") {
+    Usage("--precision: \"" + options.precision + "\" is not fp32 or bf16");
+  }
   if (options.size % 16 != 0) Usage("--size must be divisible by 16");
   return options;
 }
@@ -149,6 +160,10 @@ int main(int argc, char** argv) {
   }
   selene::models::Network net = *network;
   net->to(device);
+  if (options.channels_last) selene::models::UseChannelsLast(*net);
+  const selene::train::Precision precision = options.precision == "bf16"
+                                                 ? selene::train::Precision::kBFloat16
+                                                 : selene::train::Precision::kFloat32;
   const auto memory_format =
       options.channels_last ? torch::MemoryFormat::ChannelsLast : torch::MemoryFormat::Contiguous;
 
@@ -168,18 +183,21 @@ int main(int argc, char** argv) {
   selene::train::OptimizerOptions optimizer_options;
   auto optimizer = selene::train::MakeOptimizer(optimizer_options, net->parameter_groups());
 
+  auto forward = [&]() {
+    selene::train::AutocastScope autocast(precision, device);
+    return net->forward(images).to(torch::kFloat);
+  };
   auto step = [&]() {
     if (options.mode == "train") {
       net->train();
       optimizer->zero_grad();
-      torch::Tensor loss =
-          selene::train::ComputeLoss(loss_options, task, net->forward(images), targets);
+      torch::Tensor loss = selene::train::ComputeLoss(loss_options, task, forward(), targets);
       loss.backward();
       optimizer->step();
     } else {
       net->eval();
       torch::NoGradGuard no_grad;
-      net->forward(images);
+      forward();
     }
     if (device.is_cuda()) torch::cuda::synchronize();
   };
@@ -199,6 +217,7 @@ int main(int argc, char** argv) {
     std::cout << "{\"model\": \"" << options.model << "\", \"mode\": \"" << options.mode
               << "\", \"device\": \"" << options.device << "\", \"threads\": " << threads
               << ", \"batch\": " << options.batch << ", \"size\": " << options.size
+              << ", \"precision\": \"" << options.precision << "\""
               << ", \"channels_last\": " << (options.channels_last ? "true" : "false")
               << ", \"parameters\": " << parameters << ", \"steps\": " << options.steps
               << ", \"ms_per_step\": " << ms_per_step
@@ -209,7 +228,9 @@ int main(int argc, char** argv) {
   } else {
     std::cout << options.model << " " << options.mode << " on " << options.device << " (" << threads
               << " threads), batch " << options.batch << " at " << options.size << "x"
-              << options.size << ", " << parameters << " parameters\n"
+              << options.size << ", " << options.precision
+              << (options.channels_last ? ", channels-last" : "") << ", " << parameters
+              << " parameters\n"
               << "  " << images_per_second << " images/s, " << ms_per_step << " ms/step, peak RSS "
               << PeakResidentMiB() << " MiB (" << resident_mib << " MiB resident after the "
               << "steps, " << resident_after_trim_mib << " MiB after malloc_trim)\n";

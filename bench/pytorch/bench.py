@@ -6,15 +6,26 @@ Each subcommand prints one JSON object on stdout:
 
   params      parameter counts of the two default networks
   flops       forward FLOPs per image (hooks), cross-checked by the autograd profiler
-  matmul      the machine's sgemm rate (torch.mm) at --threads: the peak the FLOPs are held to
+  matmul      the machine's matmul rate (torch.mm) at --threads, float32 (sgemm) or bfloat16
+              (--dtype): the peak the FLOPs of fp32 and of bf16 runs are held to
   train       training steps on synthetic tensors (the twin of selene-bench --mode train)
   infer       eager forward of one image (model.eval() under torch.inference_mode())
   check       loads a Selene checkpoint by name and compares logits with Selene's on one input
   profile     per-operator self CPU time of training steps (torch.autograd.profiler)
+  activations bytes of the tensors one training step saves for backward (saved_tensors_hooks),
+              with the parameter, gradient and AdamW state sizes: where training memory goes
   epoch-classify   one epoch on Tiny ImageNet files: Dataset + DataLoader(num_workers) +
                    torchvision transforms (resize, random resized crop, flip, rotation, jitter)
   epoch-segment    one epoch on MOON-layout PNG files: the same recipe for segmentation
+
+train, profile, activations, epoch-classify and epoch-segment take --bf16 and --channels-last,
+as Selene's training.precision = "bf16" and training.channels_last = true do it: the model's 4-d
+weights and every batch channels-last (NHWC), the forward pass under
+torch.autocast("cpu", dtype=torch.bfloat16) with weights, gradients and AdamW state float32, and
+the loss (and metrics) computed on the logits cast to float32 outside autocast.
 """
+
+import contextlib
 
 import argparse
 import json
@@ -53,6 +64,32 @@ def loss_for(model_name, logits, targets, label_smoothing=0.0, pos_weight=1.0):
     return bce_dice_loss(logits, targets, pos_weight=pos_weight)
 
 
+# ---------------------------------------------------------------- precision and layout, as Selene
+
+def memory_format(args):
+    return torch.channels_last if args.channels_last else torch.contiguous_format
+
+
+def place_model(model, args):
+    """server/train/trainer.cc PlaceNetwork: channels-last 4-d weights when asked."""
+    return model.to(memory_format=memory_format(args))
+
+
+def forward_logits(model, images, args):
+    """server/train/trainer.cc ForwardLogits: the batch in the run's layout, the forward pass
+    under autocast to bfloat16 for bf16 (nothing for fp32), the logits float32 whatever the
+    precision; the caller computes the loss on them outside autocast."""
+    scope = (torch.autocast("cpu", dtype=torch.bfloat16) if args.bf16
+             else contextlib.nullcontext())
+    with scope:
+        logits = model(images.contiguous(memory_format=memory_format(args)))
+    return logits.float()
+
+
+def precision_fields(args):
+    return {"precision": "bf16" if args.bf16 else "fp32", "channels_last": args.channels_last}
+
+
 # ---------------------------------------------------------------- subcommands
 
 def cmd_params(args):
@@ -81,9 +118,10 @@ def cmd_flops(args):
 def cmd_matmul(args):
     torch.set_num_threads(args.threads)
     n = args.n
-    a = torch.randn(n, n)
-    b = torch.randn(n, n)
-    c = torch.empty(n, n)
+    dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[args.dtype]
+    a = torch.randn(n, n).to(dtype)
+    b = torch.randn(n, n).to(dtype)
+    c = torch.empty(n, n, dtype=dtype)
     for _ in range(3):
         torch.mm(a, b, out=c)
     best = float("inf")
@@ -91,8 +129,8 @@ def cmd_matmul(args):
         start = time.perf_counter()
         torch.mm(a, b, out=c)
         best = min(best, time.perf_counter() - start)
-    emit({"threads": torch.get_num_threads(), "n": n, "gflops": 2 * n ** 3 / best / 1e9,
-          "best_seconds": best})
+    emit({"threads": torch.get_num_threads(), "n": n, "dtype": args.dtype,
+          "gflops": 2 * n ** 3 / best / 1e9, "best_seconds": best})
 
 
 def synthetic_batch(model_name, batch, size, classes):
@@ -107,18 +145,17 @@ def synthetic_batch(model_name, batch, size, classes):
 def cmd_train(args):
     torch.set_num_threads(args.threads)
     torch.manual_seed(1)
-    model = selene_models.build(args.model, args.classes)
-    channels_last = torch.channels_last if args.channels_last else torch.contiguous_format
-    model = model.to(memory_format=channels_last)
+    model = place_model(selene_models.build(args.model, args.classes), args)
     # Selene's default OptimizerOptions: AdamW, lr 1e-3, weight decay 0.
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.0)
     images, targets = synthetic_batch(args.model, args.batch, args.size, args.classes)
-    images = images.contiguous(memory_format=channels_last)
+    # As selene-bench: the synthetic batch is made in the run's layout once, before the steps.
+    images = images.contiguous(memory_format=memory_format(args))
     model.train()
 
     def step():
         optimizer.zero_grad()
-        loss = loss_for(args.model, model(images), targets)
+        loss = loss_for(args.model, forward_logits(model, images, args), targets)
         loss.backward()
         optimizer.step()
 
@@ -129,7 +166,7 @@ def cmd_train(args):
         step()
     seconds = time.perf_counter() - start
     emit({"model": args.model, "mode": "train", "threads": torch.get_num_threads(),
-          "batch": args.batch, "size": args.size, "steps": args.steps,
+          "batch": args.batch, "size": args.size, **precision_fields(args), "steps": args.steps,
           "parameters": selene_models.count_parameters(model),
           "ms_per_step": 1000 * seconds / args.steps,
           "images_per_second": args.batch * args.steps / seconds})
@@ -195,20 +232,21 @@ def cmd_profile(args):
     from torch.autograd import profiler
 
     torch.set_num_threads(args.threads)
-    model = selene_models.build(args.model, args.classes)
+    model = place_model(selene_models.build(args.model, args.classes), args)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.0)
     images, targets = synthetic_batch(args.model, args.batch, args.size, args.classes)
     if args.mode == "infer":
         model.eval()
         images = images[:1]
+    images = images.contiguous(memory_format=memory_format(args))
 
     def step():
         if args.mode == "infer":
             with torch.inference_mode():
-                model(images)
+                forward_logits(model, images, args)
             return
         optimizer.zero_grad()
-        loss_for(args.model, model(images), targets).backward()
+        loss_for(args.model, forward_logits(model, images, args), targets).backward()
         optimizer.step()
 
     for _ in range(2):
@@ -223,7 +261,64 @@ def cmd_profile(args):
                      "share": e.self_cpu_time_total / total, "calls_per_step": e.count / args.steps})
     emit({"model": args.model, "mode": args.mode, "threads": torch.get_num_threads(),
           "batch": args.batch if args.mode == "train" else 1, "size": args.size,
-          "total_ms_per_step": total / 1000 / args.steps, "top": rows})
+          **precision_fields(args), "total_ms_per_step": total / 1000 / args.steps, "top": rows})
+
+
+def cmd_activations(args):
+    """What one training step holds beyond the model: every tensor autograd saves for backward
+    during the forward pass and the loss (saved_tensors_hooks), counted once per storage (a view
+    keeps its whole storage alive; several saves of one tensor share it), split into the model's
+    parameters (resident anyway), the input batch, autocast's bfloat16 copies of the weights
+    (bf16 only), and the rest: the activations. Also the sizes of the parameters, their
+    gradients and the AdamW state (exp_avg, exp_avg_sq), computed from the parameter count."""
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(1)
+    model = place_model(selene_models.build(args.model, args.classes), args).train()
+    images, targets = synthetic_batch(args.model, args.batch, args.size, args.classes)
+    images = images.contiguous(memory_format=memory_format(args))
+    parameter_ptrs = {p.storage().data_ptr() for p in model.parameters()}
+    input_ptr = images.storage().data_ptr()
+    storages = {}  # data_ptr -> (bytes, kind)
+    saves = [0]
+
+    def weight_copy(t):  # autocast's cast of a parameter: _to_copy straight from its leaf
+        fn = t.grad_fn
+        if fn is None or type(fn).__name__ != "ToCopyBackward0" or not fn.next_functions:
+            return False
+        leaf = fn.next_functions[0][0]
+        variable = getattr(leaf, "variable", None)
+        return variable is not None and variable.storage().data_ptr() in parameter_ptrs
+
+    def pack(t):
+        saves[0] += 1
+        storage = t.storage()
+        ptr = storage.data_ptr()
+        if ptr not in storages:
+            kind = ("parameters" if ptr in parameter_ptrs else
+                    "input" if ptr == input_ptr else
+                    "weight_copies" if weight_copy(t) else "activations")
+            storages[ptr] = (storage.nbytes(), kind)
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        loss = loss_for(args.model, forward_logits(model, images, args), targets)
+    loss.backward()
+    mib = 1024 * 1024
+    by_kind = {"parameters": 0, "input": 0, "weight_copies": 0, "activations": 0}
+    for nbytes, kind in storages.values():
+        by_kind[kind] += nbytes
+    parameter_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    buffer_bytes = sum(b.numel() * b.element_size() for b in model.buffers())
+    emit({"model": args.model, "batch": args.batch, "size": args.size, "classes": args.classes,
+          **precision_fields(args), "saved_tensors": saves[0], "saved_storages": len(storages),
+          "saved_mib": sum(by_kind.values()) / mib,
+          "saved_activations_mib": by_kind["activations"] / mib,
+          "saved_bf16_weight_copies_mib": by_kind["weight_copies"] / mib,
+          "saved_input_mib": by_kind["input"] / mib,
+          "saved_parameters_mib": by_kind["parameters"] / mib,
+          "parameters_mib": parameter_bytes / mib, "buffers_mib": buffer_bytes / mib,
+          "gradients_mib": parameter_bytes / mib, "adamw_state_mib": 2 * parameter_bytes / mib,
+          "input_batch_mib": images.numel() * images.element_size() / mib})
 
 
 # ---------------------------------------------------------------- the DataLoader recipes
@@ -309,8 +404,9 @@ def moon_items(root):
     return items
 
 
-def run_epoch(model, optimizer, train_loader, val_loader, loss_fn, metric_fn, grad_clip):
-    """One epoch as Selene's Trainer runs it: training steps, then a validation pass."""
+def run_epoch(model, optimizer, train_loader, val_loader, loss_fn, metric_fn, grad_clip, args):
+    """One epoch as Selene's Trainer runs it: training steps, then a validation pass, both in the
+    run's precision and layout (forward_logits)."""
     model.train()
     start = time.perf_counter()
     images = 0
@@ -320,7 +416,7 @@ def run_epoch(model, optimizer, train_loader, val_loader, loss_fn, metric_fn, gr
     for x, y in train_loader:
         wait += time.perf_counter() - batch_start
         optimizer.zero_grad()
-        logits = model(x)
+        logits = forward_logits(model, x, args)
         loss = loss_fn(logits, y)
         loss.backward()
         if grad_clip > 0:
@@ -336,7 +432,7 @@ def run_epoch(model, optimizer, train_loader, val_loader, loss_fn, metric_fn, gr
     val_count = 0
     with torch.no_grad():
         for x, y in val_loader:
-            logits = model(x)
+            logits = forward_logits(model, x, args)
             val_loss += loss_fn(logits, y).item() * x.size(0)
             metric_fn(logits, y)
             val_count += x.size(0)
@@ -371,7 +467,7 @@ def cmd_epoch_classify(args):
                                                drop_last=True, num_workers=args.workers)
     val_loader = torch.utils.data.DataLoader(val, batch_size=args.batch, shuffle=False,
                                              num_workers=args.workers)
-    model = selene_models.Classifier(num_classes=args.classes)
+    model = place_model(selene_models.Classifier(num_classes=args.classes), args)
     optimizer = torch.optim.AdamW(model.parameters(), lr=0.002, weight_decay=0.05)
     correct = [0]
 
@@ -380,9 +476,10 @@ def cmd_epoch_classify(args):
 
     result = run_epoch(model, optimizer, train_loader, val_loader,
                        lambda logits, y: F.cross_entropy(logits, y, label_smoothing=0.1),
-                       metric, grad_clip=5.0)
+                       metric, grad_clip=5.0, args=args)
     result.update({"recipe": "Dataset + DataLoader + torchvision transforms",
-                   "workers": args.workers, "threads": torch.get_num_threads(),
+                   **precision_fields(args), "workers": args.workers,
+                   "threads": torch.get_num_threads(),
                    "batch": args.batch, "size": args.size, "classes": args.classes,
                    "total_seconds": time.perf_counter() - start})
     emit(result)
@@ -406,7 +503,7 @@ def cmd_epoch_segment(args):
     val_loader = torch.utils.data.DataLoader(MoonPngs(val_items, args.size, False),
                                              batch_size=args.batch, shuffle=False,
                                              num_workers=args.workers)
-    model = selene_models.UNet()
+    model = place_model(selene_models.UNet(), args)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4)
     inter = [0.0, 0.0]
 
@@ -417,9 +514,10 @@ def cmd_epoch_segment(args):
 
     result = run_epoch(model, optimizer, train_loader, val_loader,
                        lambda logits, y: bce_dice_loss(logits, y, pos_weight=3.0),
-                       metric, grad_clip=0.0)
+                       metric, grad_clip=0.0, args=args)
     result.update({"recipe": "Dataset + DataLoader + torchvision.transforms.functional",
-                   "workers": args.workers, "threads": torch.get_num_threads(),
+                   **precision_fields(args), "workers": args.workers,
+                   "threads": torch.get_num_threads(),
                    "batch": args.batch, "size": args.size, "files": 2 * len(items),
                    "total_seconds": time.perf_counter() - start})
     emit(result)
@@ -428,6 +526,12 @@ def cmd_epoch_segment(args):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
+
+    def fast(p):  # Selene's training.precision and training.channels_last
+        p.add_argument("--bf16", action="store_true",
+                       help="forward under torch.autocast('cpu', dtype=torch.bfloat16)")
+        p.add_argument("--channels-last", "--channels_last", dest="channels_last",
+                       action="store_true", help="model weights and batches channels-last")
 
     def common(p, model=True):
         p.add_argument("--threads", type=int, default=os.cpu_count())
@@ -440,12 +544,13 @@ def main():
     p = sub.add_parser("flops"); common(p, model=False)
     p = sub.add_parser("matmul"); common(p, model=False)
     p.add_argument("--n", type=int, default=2048)
+    p.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
     p.add_argument("--repeats", type=int, default=10)
     p = sub.add_parser("train"); common(p)
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--warmup", type=int, default=2)
-    p.add_argument("--channels_last", action="store_true")
+    fast(p)
     p = sub.add_parser("infer"); common(p)
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--seconds", type=float, default=5.0)
@@ -460,20 +565,27 @@ def main():
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--top", type=int, default=12)
+    fast(p)
+    p = sub.add_parser("activations"); common(p)
+    p.add_argument("--batch", type=int, default=64)
+    fast(p)
     p = sub.add_parser("epoch-classify"); common(p, model=False)
     p.add_argument("--data", required=True)
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--workers", type=int, default=2)
+    fast(p)
     p = sub.add_parser("epoch-segment"); common(p, model=False)
     p.add_argument("--data", required=True)
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--val_fraction", type=float, default=0.15)
     p.add_argument("--split_seed", type=int, default=1)
+    fast(p)
     args = parser.parse_args()
     {
         "params": cmd_params, "flops": cmd_flops, "matmul": cmd_matmul, "train": cmd_train,
         "infer": cmd_infer, "check": cmd_check, "profile": cmd_profile,
+        "activations": cmd_activations,
         "epoch-classify": cmd_epoch_classify, "epoch-segment": cmd_epoch_segment,
     }[args.command](args)
 

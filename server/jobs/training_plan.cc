@@ -192,6 +192,9 @@ StatusOr<TrainingPlan> PlanTraining(const v1::JobSpec& spec) {
   }
   options.seed = t.seed();
   SELENE_ASSIGN_OR_RETURN(options.device, ToDevice(t.device()));
+  options.precision = t.precision() == v1::PRECISION_BF16 ? train::Precision::kBFloat16
+                                                          : train::Precision::kFloat32;
+  options.channels_last = t.channels_last();
   if (!plan.data.normalize_mean.empty()) options.normalization.mean = plan.data.normalize_mean;
   if (!plan.data.normalize_std.empty()) options.normalization.std = plan.data.normalize_std;
   // Data sets may be stored smaller than the model's input (Tiny ImageNet stays 64x64 in

@@ -353,6 +353,10 @@ void AppendHyperparameters(const ReportInputs& in, const std::string& monitor, s
   table.AddRow({"monitor", monitor});
   table.AddRow({"seed", absl::StrCat(t.seed())});
   table.AddRow({"device", t.device().empty() ? "cpu" : t.device()});
+  table.AddRow({"arithmetic", absl::StrCat(t.precision() == v1::PRECISION_BF16
+                                               ? "bfloat16 autocast (weights float32)"
+                                               : "float32",
+                                           t.channels_last() ? ", channels-last" : "")});
   absl::StrAppend(out, "\n## Hyperparameters\n\n", table.Render());
 }
 

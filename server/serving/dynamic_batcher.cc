@@ -113,7 +113,9 @@ std::vector<DynamicBatcher::Request> DynamicBatcher::NextBatch() {
     mu_.Await(absl::Condition(this, &DynamicBatcher::HasWorkOrStopping));
     if (queue_.empty()) return batch;
     const size_t max_batch = static_cast<size_t>(options_.max_batch_size);
-    if (max_batch > 1 && !stopping_ && queue_.size() < max_batch) {
+    // Wait only under load (see the header): a lone request on an idle worker runs at once.
+    const bool under_load = queue_.size() > 1 || load_seen_;
+    if (max_batch > 1 && !stopping_ && queue_.size() < max_batch && under_load) {
       // The delay counts from the oldest request's arrival: a request that already waited while
       // the previous batch ran does not wait again.
       const absl::Time gather_until = queue_.front().arrival + options_.max_queue_delay;
@@ -161,6 +163,9 @@ void DynamicBatcher::RunBatch(std::vector<Request> batch) {
     ++stats_.batches;
     stats_.requests += static_cast<int64_t>(batch.size());
     ++stats_.batch_size_counts[batch.size()];
+    // Judged before the answers go out: a one-at-a-time client sends its next request only after
+    // its answer, so it is never counted as having arrived during the run.
+    load_seen_ = batch.size() > 1 || !queue_.empty();
   }
   if (options_.on_batch) {
     BatchReport report;

@@ -149,12 +149,7 @@ StatusOr<std::shared_ptr<ServableModel>> ServableModel::Load(const ServableModel
     // Counted before folding: the trained model's size, not the folded convolutions' biases.
     parameters = models::CountParameters(*network);
     if (model_options.fold_batch_norms) network->fold_batch_norms();
-    if (model_options.channels_last) {
-      torch::NoGradGuard no_grad;
-      for (torch::Tensor& p : network->parameters()) {
-        if (p.dim() == 4) p.set_data(p.contiguous(torch::MemoryFormat::ChannelsLast));
-      }
-    }
+    if (model_options.channels_last) models::UseChannelsLast(*network);
     torch_state->channels_last = model_options.channels_last;
     torch_state->network = std::move(network);
     torch_state->normalization.mean = description.normalize_mean;

@@ -27,6 +27,23 @@ std::string JoinKeys(const MetricValues& values) {
   return joined;
 }
 
+// The network's logits for a batch in the run's precision and layout; float32 whatever the
+// precision, for the loss and the metrics.
+torch::Tensor ForwardLogits(models::NetworkImpl& network, const TrainerOptions& options,
+                            const torch::Tensor& images) {
+  AutocastScope autocast(options.precision, options.device);
+  return network
+      .forward(options.channels_last ? images.contiguous(torch::MemoryFormat::ChannelsLast)
+                                     : images)
+      .to(torch::kFloat);
+}
+
+// Puts the network on the run's device in the run's layout, before the optimizer sees it.
+void PlaceNetwork(models::NetworkImpl& network, const TrainerOptions& options) {
+  network.to(options.device);
+  if (options.channels_last) models::UseChannelsLast(network);
+}
+
 // Loss and metrics over a whole data set, in eval mode without gradients.
 std::pair<double, MetricValues> EvaluatePass(models::NetworkImpl& network,
                                              const TrainerOptions& options,
@@ -46,7 +63,7 @@ std::pair<double, MetricValues> EvaluatePass(models::NetworkImpl& network,
   double loss_sum = 0.0;
   int64_t count = 0;
   while (std::optional<Batch> batch = loader.Next()) {
-    torch::Tensor logits = network.forward(batch->images);
+    torch::Tensor logits = ForwardLogits(network, options, batch->images);
     const int64_t n = batch->images.size(0);
     loss_sum += ComputeLoss(options.loss, options.task, logits, batch->targets).item<double>() * n;
     count += n;
@@ -102,7 +119,7 @@ class TrainingRun {
 
   StatusOr<TrainResult> Run() {
     SELENE_RETURN_IF_ERROR(ValidateOptions(options_, data_));
-    network_.to(options_.device);
+    PlaceNetwork(network_, options_);
     SELENE_RETURN_IF_ERROR(CheckMonitorAndShapes());
     std::vector<models::ParameterGroup> groups = network_.parameter_groups();
     for (const auto& group : groups) group_scales_.push_back(group.lr_scale);
@@ -205,7 +222,7 @@ class TrainingRun {
       ApplyLearningRate(*optimizer_, options_.optimizer.learning_rate, group_scales_,
                         schedule_.Factor(epoch, step, steps));
       optimizer_->zero_grad();
-      torch::Tensor logits = network_.forward(batch->images);
+      torch::Tensor logits = ForwardLogits(network_, options_, batch->images);
       torch::Tensor loss = ComputeLoss(options_.loss, options_.task, logits, batch->targets);
       loss.backward();
       if (options_.grad_clip_norm > 0) {
@@ -326,7 +343,7 @@ StatusOr<TrainResult> Trainer::Run(const TrainValSplit& data, const TrainerCallb
 
 StatusOr<std::pair<double, MetricValues>> Trainer::Evaluate(const TensorDataset& data) {
   return CatchTorchErrors("evaluation failed", [&]() -> StatusOr<std::pair<double, MetricValues>> {
-    network_->to(options_.device);
+    PlaceNetwork(*network_, options_);
     return EvaluatePass(*network_, options_, data);
   });
 }

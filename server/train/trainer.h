@@ -18,6 +18,7 @@
 #include "server/train/epoch_record.h"
 #include "server/train/loss.h"
 #include "server/train/metrics.h"
+#include "server/train/mixed_precision.h"
 #include "server/train/optimization.h"
 #include "server/train/tensor_dataset.h"
 
@@ -41,6 +42,8 @@ struct TrainerOptions {
   EarlyStoppingOptions early_stopping;
   uint64_t seed = 1;
   torch::Device device = torch::kCPU;
+  Precision precision = Precision::kFloat32;  // kBFloat16: forward passes under autocast
+  bool channels_last = false;                 // NHWC weights and batches (models::UseChannelsLast)
   Normalization normalization;
   int64_t input_size = 0;          // 0 = as stored; else batches are resized to it on the device
   BatchTransform train_transform;  // augmentation for training batches

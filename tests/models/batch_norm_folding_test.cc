@@ -55,9 +55,7 @@ void ExpectFoldingKeepsOutputs(NetworkImpl& network, const torch::Tensor& images
   network.fold_batch_norms();
   torch::Tensor input = images;
   if (channels_last) {
-    for (torch::Tensor& p : network.parameters()) {
-      if (p.dim() == 4) p.set_data(p.contiguous(torch::MemoryFormat::ChannelsLast));
-    }
+    UseChannelsLast(network);
     input = images.contiguous(torch::MemoryFormat::ChannelsLast);
   }
   const torch::Tensor folded = network.forward(input);

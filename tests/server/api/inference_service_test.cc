@@ -144,7 +144,7 @@ TEST_F(InferenceServiceTest, ConcurrentSegmentsAreBatchedAndMatchOneByOne) {
     requests.push_back(Request(segmenter_, 30 + 3 * i, 50 - 2 * i, 10 + i));
     requests.back().set_return_probabilities(true);
   }
-  // One by one first: each runs alone (nothing else queued), after the delay.
+  // One by one first: each runs alone and at once (nothing else queued, no load to wait for).
   std::vector<v1::SegmentResponse> alone(kRequests);
   for (int i = 0; i < kRequests; ++i) {
     ASSERT_TRUE(client_->Segment(requests[i], &alone[i]).ok());
@@ -154,6 +154,8 @@ TEST_F(InferenceServiceTest, ConcurrentSegmentsAreBatchedAndMatchOneByOne) {
   const serving::BatcherStats before = (*model)->batcher_stats();
   EXPECT_EQ(before.batches, kRequests);
 
+  // Then all at once: a lone request on the idle model runs at once, and those arriving while it
+  // runs wait (up to the 200 ms delay) to run together.
   std::vector<v1::SegmentResponse> together(kRequests);
   std::vector<grpc::Status> statuses(kRequests);
   std::vector<std::thread> threads;

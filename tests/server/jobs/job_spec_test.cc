@@ -112,6 +112,15 @@ TEST(ParseJobSpecJsonTest, BadEnumNamesFieldAndChoices) {
             "spec.json: training.optimizer.kind: \"adamx\" is not one of sgd, adam, adamw");
 }
 
+TEST(ParseJobSpecJsonTest, PrecisionTakesItsShortNames) {
+  StatusOr<v1::JobSpec> spec = ParseJobSpecJson(R"({"training": {"precision": "bf16"}})", "s");
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  EXPECT_EQ(spec->training().precision(), v1::PRECISION_BF16);
+  StatusOr<v1::JobSpec> bad = ParseJobSpecJson(R"({"training": {"precision": "fp16"}})", "s");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status().message(), "s: training.precision: \"fp16\" is not one of fp32, bf16");
+}
+
 TEST(ParseJobSpecJsonTest, WrongTypeIsRefused) {
   StatusOr<v1::JobSpec> spec = ParseJobSpecJson(R"({"training": {"epochs": "many"}})");
   ASSERT_FALSE(spec.ok());
@@ -273,6 +282,9 @@ TEST(ResolveDefaultsTest, FillsSensibleDefaults) {
   EXPECT_EQ(t.epochs(), 10);
   EXPECT_EQ(t.batch_size(), 32);
   EXPECT_EQ(t.device(), "cpu");
+  EXPECT_EQ(t.precision(), v1::PRECISION_FP32);
+  EXPECT_TRUE(t.has_channels_last());
+  EXPECT_FALSE(t.channels_last());
   EXPECT_EQ(t.seed(), 1u);
   EXPECT_EQ(t.schedule().kind(), v1::SCHEDULE_KIND_CONSTANT);
   EXPECT_EQ(resolved.data().num_classes(), 6);

@@ -41,7 +41,7 @@ TEST(PlanTrainingTest, MapsTheSpecIntoTrainerOptions) {
       "loss": {"label_smoothing": 0.1, "class_weights": [1, 2, 1, 1]},
       "grad_clip_norm": 1.5,
       "early_stopping": {"enabled": true, "patience": 2},
-      "seed": 9, "threads": 3
+      "seed": 9, "threads": 3, "precision": "bf16", "channels_last": true
     }
   })json");
   StatusOr<TrainingPlan> plan = PlanTraining(spec);
@@ -67,6 +67,8 @@ TEST(PlanTrainingTest, MapsTheSpecIntoTrainerOptions) {
   EXPECT_EQ(o.early_stopping.patience, 2);
   EXPECT_EQ(o.seed, 9u);
   EXPECT_TRUE(o.device.is_cpu());
+  EXPECT_EQ(o.precision, train::Precision::kBFloat16);
+  EXPECT_TRUE(o.channels_last);
   EXPECT_EQ(o.normalization.mean, (std::vector<double>{0.4, 0.4, 0.4}));
   EXPECT_EQ(o.normalization.std, (std::vector<double>{0.25, 0.25, 0.25}));
   EXPECT_TRUE(o.checkpoint_dir.empty());  // the runner's
@@ -91,6 +93,8 @@ TEST(PlanTrainingTest, SegmentationDefaults) {
   EXPECT_EQ(plan->trainer.task, train::Task::kBinarySegmentation);
   EXPECT_EQ(plan->trainer.loss.kind, train::LossKind::kBCEDice);
   EXPECT_EQ(plan->trainer.monitor, "dice");
+  EXPECT_EQ(plan->trainer.precision, train::Precision::kFloat32);
+  EXPECT_FALSE(plan->trainer.channels_last);
   EXPECT_EQ(plan->trainer.optimizer.kind, train::OptimizerKind::kAdamW);
   EXPECT_DOUBLE_EQ(plan->trainer.optimizer.learning_rate, 1e-3);
   EXPECT_EQ(plan->network.family, models::Family::kUNet);

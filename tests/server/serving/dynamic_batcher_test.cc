@@ -1,17 +1,27 @@
 // Tests server/serving/dynamic_batcher.h with a fake batch function: batches form up to the
-// maximum, each answer reaches its own request, batching off, the queue bound, deadlines, and
+// maximum, each answer reaches its own request, a lone request on an idle batcher runs without
+// waiting while requests under load wait to batch, batching off, the queue bound, deadlines, and
 // Stop() draining what is queued. The real forward pass is tested in inference_engine_test.cc.
+//
+// Batches are formed deterministically: a Gate holds the first batch's run while the test queues
+// requests behind it, rather than counting on concurrent threads to arrive within the delay.
 #include "server/serving/dynamic_batcher.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <thread>
+#include <utility>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 
 namespace selene::serving {
 namespace {
@@ -30,7 +40,7 @@ StatusOr<std::vector<ModelOutput>> Echo(const std::vector<cv::Mat>& images) {
   return out;
 }
 
-// A batch function that blocks until released, so tests can fill the queue behind it.
+// A batch function whose first call blocks until released, so tests can fill the queue behind it.
 struct Gate {
   absl::Notification entered;
   absl::Notification release;
@@ -46,60 +56,184 @@ struct Gate {
   }
 };
 
+// Requests submitted one by one from the test thread (request i's image is Pixel(i)), so the
+// test decides what is queued when; their answers are kept.
+class Requests {
+ public:
+  explicit Requests(int n) : results_(n, InternalError("unset")), answered_(n) {}
+  void Submit(DynamicBatcher& batcher, int i) {
+    batcher.Submit(Pixel(i), absl::InfiniteFuture(), [this, i](StatusOr<ModelOutput> out) {
+      results_[i] = std::move(out);
+      answered_[i].Notify();
+    });
+  }
+  const StatusOr<ModelOutput>& Wait(int i) {
+    answered_[i].WaitForNotification();
+    return results_[i];
+  }
+
+ private:
+  std::vector<StatusOr<ModelOutput>> results_;
+  std::vector<absl::Notification> answered_;
+};
+
+// Each batch's report, kept for the test.
+struct Reports {
+  absl::Mutex mu;
+  std::vector<BatchReport> reports ABSL_GUARDED_BY(mu);
+  std::function<void(const BatchReport&)> Callback() {
+    return [this](const BatchReport& report) {
+      absl::MutexLock lock(&mu);
+      reports.push_back(report);
+    };
+  }
+  std::vector<BatchReport> Get() {
+    absl::MutexLock lock(&mu);
+    return reports;
+  }
+};
+
 TEST(DynamicBatcherTest, GathersUpToTheMaximumAndAnswersEachRequestWithItsOwnOutput) {
+  Gate gate;
   DynamicBatcherOptions options;
   options.max_batch_size = 4;
   options.max_queue_delay = absl::Seconds(5);  // only a full batch runs early
-  DynamicBatcher batcher(options, Echo);
-  std::vector<StatusOr<ModelOutput>> results(8, InternalError("unset"));
-  std::vector<std::thread> threads;
-  for (int i = 0; i < 8; ++i) {
-    threads.emplace_back([&, i] { results[i] = batcher.Run(Pixel(10 + i)); });
-  }
-  for (std::thread& t : threads) t.join();
-  for (int i = 0; i < 8; ++i) {
-    ASSERT_TRUE(results[i].ok()) << results[i].status();
-    EXPECT_EQ(results[i]->values[0], 10 + i);
-    EXPECT_EQ(results[i]->values[1], 4);  // ran in a full batch
+  DynamicBatcher batcher(options, gate.Function());
+  Requests requests(9);
+  requests.Submit(batcher, 0);
+  gate.entered.WaitForNotification();  // request 0 runs alone; 1-8 queue behind it
+  for (int i = 1; i < 9; ++i) requests.Submit(batcher, i);
+  gate.release.Notify();
+  ASSERT_TRUE(requests.Wait(0).ok());
+  EXPECT_EQ(requests.Wait(0)->values[1], 1);
+  for (int i = 1; i < 9; ++i) {
+    const StatusOr<ModelOutput>& out = requests.Wait(i);
+    ASSERT_TRUE(out.ok()) << out.status();
+    EXPECT_EQ(out->values[0], i);
+    EXPECT_EQ(out->values[1], 4);  // ran in a full batch
   }
   const BatcherStats stats = batcher.stats();
-  EXPECT_EQ(stats.batches, 2);
-  EXPECT_EQ(stats.requests, 8);
+  EXPECT_EQ(stats.batches, 3);
+  EXPECT_EQ(stats.requests, 9);
+  EXPECT_EQ(stats.batch_size_counts[1], 1);
   EXPECT_EQ(stats.batch_size_counts[4], 2);
 }
 
-TEST(DynamicBatcherTest, ALoneRequestRunsAfterTheDelay) {
+// Traffic one at a time (each request sent after the previous one's answer, as one client does)
+// never has companions coming: waiting for them would only add the delay to every request.
+TEST(DynamicBatcherTest, ALoneRequestOnAnIdleBatcherRunsWithoutWaitingTheDelay) {
+  Reports reports;
   DynamicBatcherOptions options;
   options.max_batch_size = 8;
-  options.max_queue_delay = absl::Milliseconds(40);
+  options.max_queue_delay = absl::Seconds(3);
+  options.on_batch = reports.Callback();
   DynamicBatcher batcher(options, Echo);
-  const absl::Time start = absl::Now();
-  StatusOr<ModelOutput> out = batcher.Run(Pixel(3));
-  const absl::Duration took = absl::Now() - start;
-  ASSERT_TRUE(out.ok()) << out.status();
-  EXPECT_EQ(out->values[1], 1);
-  EXPECT_GE(took, absl::Milliseconds(35));
-  EXPECT_LT(took, absl::Seconds(2));
+  for (int i = 0; i < 3; ++i) {
+    StatusOr<ModelOutput> out = batcher.Run(Pixel(i));
+    ASSERT_TRUE(out.ok()) << out.status();
+    EXPECT_EQ(out->values[0], i);
+    EXPECT_EQ(out->values[1], 1);
+  }
+  const std::vector<BatchReport> got = reports.Get();
+  ASSERT_EQ(got.size(), 3u);
+  for (const BatchReport& report : got) {
+    ASSERT_EQ(report.queue_waits.size(), 1u);
+    // Not a speed check: a request that waited would show the whole 3 s delay.
+    EXPECT_LT(report.queue_waits[0], options.max_queue_delay / 3);
+  }
+  EXPECT_EQ(batcher.stats().batch_size_counts[1], 3);
+}
+
+// Under load the worker waits for companions: requests that arrived while a batch ran, and the
+// clients of a batch of several (who send again only once answered), make the next request wait.
+TEST(DynamicBatcherTest, UnderLoadALoneQueuedRequestWaitsForCompanions) {
+  Gate gate;
+  DynamicBatcherOptions options;
+  options.max_batch_size = 4;
+  options.max_queue_delay = absl::Seconds(5);  // only a full batch runs early
+  DynamicBatcher batcher(options, gate.Function());
+  Requests requests(9);
+  requests.Submit(batcher, 0);
+  gate.entered.WaitForNotification();
+  requests.Submit(batcher, 1);  // arrives while request 0 runs: load
+  gate.release.Notify();
+  ASSERT_TRUE(requests.Wait(0).ok());
+  for (int i = 2; i < 5; ++i) requests.Submit(batcher, i);  // request 1 waits for these
+  for (int i = 1; i < 5; ++i) {
+    const StatusOr<ModelOutput>& out = requests.Wait(i);
+    ASSERT_TRUE(out.ok()) << out.status();
+    EXPECT_EQ(out->values[0], i);
+    EXPECT_EQ(out->values[1], 4);
+  }
+  // All answered, nothing queued: the batch of four says its clients are coming back.
+  for (int i = 5; i < 9; ++i) requests.Submit(batcher, i);
+  for (int i = 5; i < 9; ++i) {
+    const StatusOr<ModelOutput>& out = requests.Wait(i);
+    ASSERT_TRUE(out.ok()) << out.status();
+    EXPECT_EQ(out->values[1], 4);
+  }
+  const BatcherStats stats = batcher.stats();
+  EXPECT_EQ(stats.batch_size_counts[1], 1);
+  EXPECT_EQ(stats.batch_size_counts[4], 2);
+}
+
+// The evidence of load lasts one batch: after a burst the first lone request waits out the delay
+// (nobody joins it), and the next one, the load gone, runs at once.
+TEST(DynamicBatcherTest, AfterLoadOneLoneRequestWaitsThenTheNextRunsAtOnce) {
+  Gate gate;
+  Reports reports;
+  DynamicBatcherOptions options;
+  options.max_batch_size = 2;  // requests 1 and 2 make a full batch and run at once
+  options.max_queue_delay = absl::Seconds(1);
+  options.on_batch = reports.Callback();
+  DynamicBatcher batcher(options, gate.Function());
+  Requests requests(3);
+  requests.Submit(batcher, 0);
+  gate.entered.WaitForNotification();
+  requests.Submit(batcher, 1);
+  requests.Submit(batcher, 2);
+  gate.release.Notify();
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(requests.Wait(i).ok());
+  ASSERT_TRUE(batcher.Run(Pixel(3)).ok());
+  ASSERT_TRUE(batcher.Run(Pixel(4)).ok());
+  const std::vector<BatchReport> got = reports.Get();
+  ASSERT_EQ(got.size(), 4u);
+  EXPECT_EQ(got[1].size, 2);  // requests 1 and 2, queued behind request 0 (which ran at once)
+  EXPECT_LT(got[0].queue_waits[0], options.max_queue_delay / 2);
+  ASSERT_EQ(got[2].size, 1);
+  EXPECT_GE(got[2].queue_waits[0], options.max_queue_delay);  // waited: a batch of 2 before it
+  ASSERT_EQ(got[3].size, 1);
+  EXPECT_LT(got[3].queue_waits[0], options.max_queue_delay / 2);  // no load left
 }
 
 TEST(DynamicBatcherTest, ReportsEachBatchsSizeAndItsRequestsQueueWaits) {
-  absl::Mutex mu;
-  std::vector<BatchReport> reports;
+  Gate gate;
+  Reports reports;
   DynamicBatcherOptions options;
-  options.max_batch_size = 8;
-  options.max_queue_delay = absl::Milliseconds(40);
-  options.on_batch = [&](const BatchReport& report) {
-    absl::MutexLock lock(&mu);
-    reports.push_back(report);
-  };
-  DynamicBatcher batcher(options, Echo);
-  ASSERT_TRUE(batcher.Run(Pixel(1)).ok());
-  absl::MutexLock lock(&mu);
-  ASSERT_EQ(reports.size(), 1u);  // reported before the answer
-  EXPECT_EQ(reports[0].size, 1);
-  ASSERT_EQ(reports[0].queue_waits.size(), 1u);
-  EXPECT_GE(reports[0].queue_waits[0], absl::Milliseconds(35));  // it waited out the delay
-  EXPECT_GE(reports[0].run_time, absl::ZeroDuration());
+  options.max_batch_size = 2;
+  options.max_queue_delay = absl::Seconds(5);  // only a full batch runs early
+  options.on_batch = reports.Callback();
+  DynamicBatcher batcher(options, gate.Function());
+  Requests requests(3);
+  requests.Submit(batcher, 0);
+  gate.entered.WaitForNotification();
+  requests.Submit(batcher, 1);
+  requests.Submit(batcher, 2);
+  absl::SleepFor(absl::Milliseconds(40));  // requests 1 and 2 wait at least this long
+  gate.release.Notify();
+  // Each batch is reported before its answers.
+  ASSERT_TRUE(requests.Wait(0).ok());
+  EXPECT_GE(reports.Get().size(), 1u);
+  ASSERT_TRUE(requests.Wait(2).ok());
+  const std::vector<BatchReport> got = reports.Get();
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(got[0].size, 1);
+  ASSERT_EQ(got[0].queue_waits.size(), 1u);
+  EXPECT_GE(got[0].run_time, absl::Milliseconds(40));  // held by the gate
+  EXPECT_EQ(got[1].size, 2);
+  ASSERT_EQ(got[1].queue_waits.size(), 2u);
+  for (absl::Duration wait : got[1].queue_waits) EXPECT_GE(wait, absl::Milliseconds(40));
+  EXPECT_GE(got[1].run_time, absl::ZeroDuration());
 }
 
 TEST(DynamicBatcherTest, BatchingOffRunsEveryRequestAloneWithoutWaiting) {
@@ -190,45 +324,52 @@ TEST(DynamicBatcherTest, StopRunsWhatIsQueuedThenRefusesNewRequests) {
   options.max_batch_size = 2;
   options.max_queue_delay = absl::Seconds(10);
   DynamicBatcher batcher(options, gate.Function());
-  std::vector<StatusOr<ModelOutput>> results(5, InternalError("unset"));
-  std::vector<std::thread> threads;
-  threads.emplace_back([&] { results[0] = batcher.Run(Pixel(0)); });
-  // Request 0 alone waits out the long delay unless a second arrives: send one.
-  threads.emplace_back([&] { results[1] = batcher.Run(Pixel(1)); });
+  Requests requests(4);
+  requests.Submit(batcher, 0);
   gate.entered.WaitForNotification();
-  for (int i = 2; i < 5; ++i) threads.emplace_back([&, i] { results[i] = batcher.Run(Pixel(i)); });
-  while (batcher.stats().queued < 3) absl::SleepFor(absl::Milliseconds(1));
+  // Behind request 0: a full batch (1, 2), then request 3 alone, which after a batch of two would
+  // wait the 10 s delay for a companion were the batcher not stopping.
+  for (int i = 1; i < 4; ++i) requests.Submit(batcher, i);
+  const absl::Time start = absl::Now();
   std::thread stopper([&] { batcher.Stop(); });
   absl::SleepFor(absl::Milliseconds(20));
   gate.release.Notify();
   stopper.join();  // returns only after the queue is drained, without waiting the 10 s delay
-  for (std::thread& t : threads) t.join();
-  for (int i = 0; i < 5; ++i) {
-    ASSERT_TRUE(results[i].ok()) << i << ": " << results[i].status();
-    EXPECT_EQ(results[i]->values[0], i);
+  EXPECT_LT(absl::Now() - start, options.max_queue_delay / 2);
+  for (int i = 0; i < 4; ++i) {
+    const StatusOr<ModelOutput>& out = requests.Wait(i);
+    ASSERT_TRUE(out.ok()) << i << ": " << out.status();
+    EXPECT_EQ(out->values[0], i);
   }
+  EXPECT_EQ(batcher.stats().batch_size_counts[2], 1);
   StatusOr<ModelOutput> after = batcher.Run(Pixel(9));
   EXPECT_EQ(after.status().code(), StatusCode::kUnavailable);
   batcher.Stop();  // idempotent
 }
 
 TEST(DynamicBatcherTest, ABatchFailureAnswersEveryRequestInIt) {
+  Gate gate;
+  const BatchFunction gated = gate.Function();
   DynamicBatcherOptions options;
   options.max_batch_size = 3;
-  options.max_queue_delay = absl::Seconds(5);
+  options.max_queue_delay = absl::Seconds(5);  // only a full batch runs early
   options.name = "model job-7";
-  DynamicBatcher batcher(options,
-                         [](const std::vector<cv::Mat>&) -> StatusOr<std::vector<ModelOutput>> {
-                           return InternalError("model job-7: forward pass failed: out of memory");
-                         });
-  std::vector<StatusOr<ModelOutput>> results(3, InternalError("unset"));
-  std::vector<std::thread> threads;
-  for (int i = 0; i < 3; ++i) threads.emplace_back([&, i] { results[i] = batcher.Run(Pixel(i)); });
-  for (std::thread& t : threads) t.join();
-  for (const auto& r : results) {
+  DynamicBatcher batcher(
+      options, [&gated](const std::vector<cv::Mat>& images) -> StatusOr<std::vector<ModelOutput>> {
+        (void)gated(images);  // the first call waits for the gate
+        return InternalError("model job-7: forward pass failed: out of memory");
+      });
+  Requests requests(4);
+  requests.Submit(batcher, 0);
+  gate.entered.WaitForNotification();
+  for (int i = 1; i < 4; ++i) requests.Submit(batcher, i);  // one batch of three behind it
+  gate.release.Notify();
+  for (int i = 0; i < 4; ++i) {
+    const StatusOr<ModelOutput>& r = requests.Wait(i);
     EXPECT_EQ(r.status().code(), StatusCode::kInternal);
     EXPECT_THAT(r.status().message(), HasSubstr("out of memory"));
   }
+  EXPECT_EQ(batcher.stats().batch_size_counts[3], 1);
   // A function returning the wrong count is caught too.
   options.max_batch_size = 1;
   DynamicBatcher short_batcher(options, [](const std::vector<cv::Mat>&) {

@@ -8,10 +8,15 @@
 #include <opencv2/imgproc.hpp>
 
 #include <cmath>
+#include <functional>
 #include <memory>
 #include <thread>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "tests/server/serving/serving_test_models.h"
 
 namespace selene::serving {
@@ -28,6 +33,49 @@ ModelRegistryOptions Unbatched() {
   ModelRegistryOptions options;
   options.batcher.max_batch_size = 1;
   return options;
+}
+
+// Holds the worker in the first batch that runs after Arm() until Release(), through the
+// batcher's on_batch callback (which runs on the worker; a test may make it slow): requests sent
+// meanwhile queue behind that batch and run together, whatever the threads' timing. Without it,
+// a lone request on an idle batcher runs at once and the others batch only if they arrive while
+// it runs.
+class BatchHold {
+ public:
+  std::function<void(const BatchReport&)> Callback() {
+    return [this](const BatchReport&) {
+      absl::MutexLock lock(&mu_);
+      if (!armed_) return;
+      armed_ = false;
+      mu_.Await(absl::Condition(&released_));
+    };
+  }
+  void Arm() {
+    absl::MutexLock lock(&mu_);
+    armed_ = true;
+    released_ = false;
+  }
+  void Release() {
+    absl::MutexLock lock(&mu_);
+    released_ = true;
+  }
+
+ private:
+  absl::Mutex mu_;
+  bool armed_ ABSL_GUARDED_BY(mu_) = false;
+  bool released_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+// Waits until `requests` requests sent after `before` are in the batcher: run (the held batch)
+// or queued behind it.
+void AwaitInBatcher(const ServableModel& model, const BatcherStats& before, int requests) {
+  const absl::Time give_up = absl::Now() + absl::Seconds(60);
+  for (;;) {
+    const BatcherStats stats = model.batcher_stats();
+    if (stats.requests - before.requests + stats.queued >= requests) return;
+    ASSERT_LT(absl::Now(), give_up) << "the requests never reached the batcher";
+    absl::SleepFor(absl::Milliseconds(1));
+  }
 }
 
 class InferenceEngineTest : public ::testing::Test {
@@ -285,10 +333,12 @@ TEST_F(InferenceEngineTest, ListModelsFiltersByTask) {
 // The test: concurrent Segment calls with batching return the same masks as one-by-one
 // calls, and the logits agree to 1e-5.
 TEST_F(InferenceEngineTest, ConcurrentBatchedCallsAnswerExactlyAsOneByOneCalls) {
+  BatchHold hold;
   ModelRegistryOptions batched_options;
   batched_options.batcher.max_batch_size = 8;
-  // Long enough for every thread to arrive under load; full batches run at once anyway.
+  // Long enough for every queued request to join under load; full batches run at once anyway.
   batched_options.batcher.max_queue_delay = absl::Milliseconds(500);
+  batched_options.batcher.on_batch = hold.Callback();
   ModelRegistry batched_registry(&catalog_, batched_options);
   InferenceEngine batched(&batched_registry);
 
@@ -302,11 +352,16 @@ TEST_F(InferenceEngineTest, ConcurrentBatchedCallsAnswerExactlyAsOneByOneCalls) 
     std::vector<v1::SegmentResponse> alone;
     for (const cv::Mat& image : images) alone.push_back(Segment(engine_, model, image, true));
 
+    StatusOr<std::shared_ptr<ServableModel>> loaded = batched_registry.Get(model);
+    ASSERT_TRUE(loaded.ok());
     std::vector<v1::SegmentResponse> together(kRequests);
     std::vector<std::thread> threads;
+    hold.Arm();
     for (int i = 0; i < kRequests; ++i) {
       threads.emplace_back([&, i] { together[i] = Segment(batched, model, images[i], true); });
     }
+    AwaitInBatcher(**loaded, BatcherStats(), kRequests);
+    hold.Release();
     for (std::thread& t : threads) t.join();
 
     for (int i = 0; i < kRequests; ++i) {
@@ -330,8 +385,6 @@ TEST_F(InferenceEngineTest, ConcurrentBatchedCallsAnswerExactlyAsOneByOneCalls) 
     }
     EXPECT_GE(varied, kRequests / 2);
 
-    StatusOr<std::shared_ptr<ServableModel>> loaded = batched_registry.Get(model);
-    ASSERT_TRUE(loaded.ok());
     const BatcherStats stats = (*loaded)->batcher_stats();
     EXPECT_EQ(stats.requests, kRequests);
     EXPECT_LT(stats.batches, kRequests) << "no batch formed";
@@ -340,16 +393,20 @@ TEST_F(InferenceEngineTest, ConcurrentBatchedCallsAnswerExactlyAsOneByOneCalls) 
   // The logits themselves: batched forward passes against single-image ones.
   StatusOr<std::shared_ptr<ServableModel>> model = batched_registry.Get("job-2");
   ASSERT_TRUE(model.ok());
-  const int64_t before = (*model)->batcher_stats().batches;
+  const BatcherStats before = (*model)->batcher_stats();
   std::vector<cv::Mat> inputs;
   for (int i = 0; i < 8; ++i) inputs.push_back(TestImage(32, 32, 3, 30 + i));
   std::vector<StatusOr<ModelOutput>> batched_out(inputs.size(), InternalError("unset"));
   std::vector<std::thread> threads;
+  hold.Arm();
   for (size_t i = 0; i < inputs.size(); ++i) {
     threads.emplace_back([&, i] { batched_out[i] = (*model)->Infer(inputs[i]); });
   }
+  AwaitInBatcher(**model, before, static_cast<int>(inputs.size()));
+  hold.Release();
   for (std::thread& t : threads) t.join();
-  EXPECT_LT((*model)->batcher_stats().batches - before, static_cast<int64_t>(inputs.size()));
+  EXPECT_LT((*model)->batcher_stats().batches - before.batches,
+            static_cast<int64_t>(inputs.size()));
   StatusOr<std::shared_ptr<ServableModel>> reference = registry_.Get("job-2");
   ASSERT_TRUE(reference.ok());
   for (size_t i = 0; i < inputs.size(); ++i) {

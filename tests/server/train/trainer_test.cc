@@ -178,6 +178,56 @@ TEST_F(TrainerTest, EvaluationIsDeterministicInEvalMode) {
   EXPECT_DOUBLE_EQ(a->first, b->first);  // dropout off, BatchNorm statistics fixed
 }
 
+// The tiny network, recording what its forward pass computed in: the input's layout, whether
+// autocast was on, and the logits' type.
+class FormatRecordingNetwork : public testing::TinyNetworkImpl {
+ public:
+  torch::Tensor forward(torch::Tensor images) override {
+    channels_last_inputs += images.is_contiguous(torch::MemoryFormat::ChannelsLast) ? 1 : 0;
+    torch::Tensor logits = TinyNetworkImpl::forward(images);
+    logit_types.insert(logits.scalar_type());
+    ++calls;
+    return logits;
+  }
+  int calls = 0;
+  int channels_last_inputs = 0;
+  std::set<c10::ScalarType> logit_types;
+};
+
+// bfloat16 autocast and channels-last change how the network computes, not what it learns: every
+// forward pass (training, validation) runs in bfloat16 on NHWC input, the run learns the squares,
+// the weights and the checkpoint stay float32, and best.pt reloaded into a plain float32 network
+// scores what the run recorded, to bfloat16's rounding.
+TEST_F(TrainerTest, Bf16AutocastAndChannelsLastLearnWithFloat32Weights) {
+  options_.precision = Precision::kBFloat16;
+  options_.channels_last = true;
+  torch::manual_seed(7);
+  auto network = std::make_shared<FormatRecordingNetwork>();
+  Trainer trainer(network, options_);
+  StatusOr<TrainResult> result = trainer.Run(data_);
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_GT(network->calls, 4 * 6);
+  EXPECT_EQ(network->channels_last_inputs, network->calls);
+  EXPECT_EQ(network->logit_types, (std::set<c10::ScalarType>{torch::kBFloat16}));
+  EXPECT_LT(result->history.back().train_loss, result->history.front().train_loss);
+  EXPECT_GT(result->history.back().val_metrics.at("dice"), 0.5);
+  for (const auto& item : network->named_parameters()) {
+    EXPECT_EQ(item.value().scalar_type(), torch::kFloat) << item.key();
+    if (item.value().dim() == 4) {
+      EXPECT_TRUE(item.value().is_contiguous(torch::MemoryFormat::ChannelsLast)) << item.key();
+    }
+  }
+
+  models::Network reloaded = MakeTinyNetwork();
+  ASSERT_TRUE(LoadCheckpoint((dir_ / "best.pt").string(), *reloaded).ok());
+  TrainerOptions float32 = options_;
+  float32.precision = Precision::kFloat32;
+  float32.channels_last = false;
+  auto evaluation = Trainer(reloaded, float32).Evaluate(data_.val);
+  ASSERT_TRUE(evaluation.ok()) << evaluation.status();
+  EXPECT_NEAR(evaluation->second.at("dice"), result->best_value, 0.02);
+}
+
 // The tiny network, recording the input sizes it was given.
 class SizeRecordingNetwork : public testing::TinyNetworkImpl {
  public:
