@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # bench/run.sh: Selene against the PyTorch Python script a user would write instead (Debian's
 # python3-torch on /usr/bin/python3: the same LibTorch 1.13.1), measured side by side in one run
-# on this machine, as ratios. Not part of ctest. About 20 minutes on 2 cores once built.
+# on this machine, as ratios. Not part of ctest. About 15 minutes on 2 cores once built (864 s
+# on 2026-11-23).
 #
 #   bench/run.sh                      # builds into build/ (or $BUILD_DIR), runs everything
 #   BUILD_DIR=build-bench bench/run.sh
@@ -128,7 +129,7 @@ commands=(
   "$BUILD_DIR/bin/selene-bench --model unet --mode train --batch 16 --steps $FAST_UNET_STEPS --threads $THREADS --precision bf16 --channels_last --json"
   "$PY bench/pytorch/bench.py train --model unet --batch 16 --steps $FAST_UNET_STEPS --threads $THREADS --bf16 --channels-last"
   "(the same with --model classifier --batch 64 --steps $CLF_STEPS, fast $FAST_CLF_STEPS; $ROUNDS rounds, interleaved)"
-  "$PY bench/pytorch/bench.py profile --model classifier --batch 64 --threads $THREADS [--bf16 --channels-last]"
+  "$PY bench/pytorch/bench.py profile --model unet|classifier --batch 16|64 --threads $THREADS [--bf16 --channels-last]"
   "$BUILD_DIR/bin/selene-data-bench --data \$DATA/tiny-imagenet-200-10c --classes $CLASSES --size 128 --threads $THREADS --nocache_steps --json [--set training.precision=bf16,training.channels_last=true]"
   "$PY bench/pytorch/bench.py epoch-classify --data \$DATA/tiny-imagenet-200-10c --classes $CLASSES --workers 2 --threads $THREADS [--bf16 --channels-last]"
   "$PY bench/pytorch/make_moon_pngs.py --sample \$DATA/lunar-sample --out \$WORK/moon --count $MOON_PAIRS"
@@ -196,9 +197,12 @@ for model in unet classifier; do
   $PY bench/pytorch/bench.py profile --model "$model" --batch "$batch" --threads "$THREADS" \
     --steps 2 >"$work/profile_$model.json"
 done
-# The fast configuration's profile too (the classifier: where bf16 time goes).
-$PY bench/pytorch/bench.py profile --model classifier --batch 64 --threads "$THREADS" \
-  --steps 2 --bf16 --channels-last >"$work/profile_classifier_fast.json"
+# The fast configuration's profiles too: where the bf16 time goes.
+for model in unet classifier; do
+  if [[ $model == unet ]]; then batch=16; else batch=64; fi
+  $PY bench/pytorch/bench.py profile --model "$model" --batch "$batch" --threads "$THREADS" \
+    --steps 2 --bf16 --channels-last >"$work/profile_${model}_fast.json"
+done
 $PY - "$work" <<'EOF'
 import json, sys, glob
 work = sys.argv[1]

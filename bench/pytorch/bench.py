@@ -70,16 +70,26 @@ def memory_format(args):
     return torch.channels_last if args.channels_last else torch.contiguous_format
 
 
+def device_of(args):
+    return torch.device(getattr(args, "device", "cpu"))
+
+
+def synchronize(args):
+    if device_of(args).type == "cuda":
+        torch.cuda.synchronize()
+
+
 def place_model(model, args):
-    """server/train/trainer.cc PlaceNetwork: channels-last 4-d weights when asked."""
-    return model.to(memory_format=memory_format(args))
+    """server/train/trainer.cc PlaceNetwork: on the run's device, channels-last 4-d weights when
+    asked."""
+    return model.to(device_of(args)).to(memory_format=memory_format(args))
 
 
 def forward_logits(model, images, args):
     """server/train/trainer.cc ForwardLogits: the batch in the run's layout, the forward pass
     under autocast to bfloat16 for bf16 (nothing for fp32), the logits float32 whatever the
     precision; the caller computes the loss on them outside autocast."""
-    scope = (torch.autocast("cpu", dtype=torch.bfloat16) if args.bf16
+    scope = (torch.autocast(device_of(args).type, dtype=torch.bfloat16) if args.bf16
              else contextlib.nullcontext())
     with scope:
         logits = model(images.contiguous(memory_format=memory_format(args)))
@@ -150,7 +160,8 @@ def cmd_train(args):
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.0)
     images, targets = synthetic_batch(args.model, args.batch, args.size, args.classes)
     # As selene-bench: the synthetic batch is made in the run's layout once, before the steps.
-    images = images.contiguous(memory_format=memory_format(args))
+    images = images.to(device_of(args)).contiguous(memory_format=memory_format(args))
+    targets = targets.to(device_of(args))
     model.train()
 
     def step():
@@ -158,6 +169,7 @@ def cmd_train(args):
         loss = loss_for(args.model, forward_logits(model, images, args), targets)
         loss.backward()
         optimizer.step()
+        synchronize(args)
 
     for _ in range(args.warmup):
         step()
@@ -166,7 +178,7 @@ def cmd_train(args):
         step()
     seconds = time.perf_counter() - start
     emit({"model": args.model, "mode": "train", "threads": torch.get_num_threads(),
-          "batch": args.batch, "size": args.size, **precision_fields(args), "steps": args.steps,
+          "device": str(device_of(args)), "batch": args.batch, "size": args.size, **precision_fields(args), "steps": args.steps,
           "parameters": selene_models.count_parameters(model),
           "ms_per_step": 1000 * seconds / args.steps,
           "images_per_second": args.batch * args.steps / seconds})
@@ -188,17 +200,24 @@ def cmd_infer(args):
     model = selene_models.build(args.model, args.classes).eval()
     if args.checkpoint:
         selene_models.load_selene_checkpoint(model, args.checkpoint)
-    x = torch.randn(args.batch, 3, args.size, args.size)
+    model = place_model(model, args)
+    x = torch.randn(args.batch, 3, args.size, args.size, device=device_of(args))
+
+    def forward():
+        forward_logits(model, x, args)
+        synchronize(args)
+
     times = []
     with torch.inference_mode():
         for _ in range(args.warmup):
-            model(x)
+            forward()
         deadline = time.perf_counter() + args.seconds
         while len(times) < args.min_iterations or time.perf_counter() < deadline:
             start = time.perf_counter()
-            model(x)
+            forward()
             times.append(time.perf_counter() - start)
     emit({"model": args.model, "mode": "infer", "threads": torch.get_num_threads(),
+          "device": str(device_of(args)), **precision_fields(args),
           "batch": args.batch, "size": args.size, "iterations": len(times),
           "median_ms": 1000 * median(times), "p90_ms": 1000 * percentile(times, 0.9),
           "min_ms": 1000 * min(times)})
@@ -550,6 +569,7 @@ def main():
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:i] (the GPU comparison)")
     fast(p)
     p = sub.add_parser("infer"); common(p)
     p.add_argument("--batch", type=int, default=1)
@@ -557,6 +577,8 @@ def main():
     p.add_argument("--min_iterations", type=int, default=10)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--checkpoint", default="")
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:i] (the GPU comparison)")
+    fast(p)
     p = sub.add_parser("check")
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--selene_json", required=True)
