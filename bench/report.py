@@ -319,6 +319,17 @@ def build(work):
         engine = [e for run in selene for e in run.get("engine_segment", [])]
         if engine:
             entry["engine_segment"] = engine
+        # bf16: Selene's served forward with --inference_precision bf16 against PyTorch eager
+        # under autocast with channels-last, and against PyTorch's fp32 eager.
+        pytorch_bf16 = load_all(work, f"pytorch_infer_bf16_t{threads}_*.json")
+        if "served_bf16" in best and pytorch_bf16:
+            p_bf16 = min(x["median_ms"] for x in pytorch_bf16)
+            entry["bf16"] = {
+                "selene_median_ms": best["served_bf16"], "pytorch_median_ms": p_bf16,
+                "ratio": p_bf16 / best["served_bf16"],
+                "ratio_vs_pytorch_fp32": p_best / best["served_bf16"],
+                "agreement": next((run["bf16_vs_fp32"] for run in selene
+                                   if run.get("bf16_vs_fp32")), None)}
         inference[f"threads_{threads}"] = entry
     check = load(work, "check.json")
     if check:
@@ -602,6 +613,26 @@ def markdown(r):
                 f"{ratio_text(e['ratio'])} | {fmt(e.get('ratio_plain'), 2)}x | "
                 f"{fmt(e.get('selene_batch8_per_image_ms'), 2)} |")
         lines.append("")
+        bf16_rows = [(k, inf[k]["bf16"]) for k in rows if inf[k].get("bf16")]
+        if bf16_rows:
+            lines += ["The same in bfloat16: Selene's served forward with `--inference_precision "
+                      "bf16` (autocast, BN folded, channels-last) against PyTorch eager under "
+                      "`torch.autocast(\"cpu\", dtype=torch.bfloat16)` with a channels-last "
+                      "model and input, and against PyTorch's fp32 eager above.", "",
+                      "| threads | PyTorch eager bf16 ms | Selene served bf16 ms | ratio (both "
+                      "bf16) | ratio (Selene bf16 vs PyTorch fp32) | bf16 vs fp32: largest logit "
+                      "difference | same mask pixels |",
+                      "|---|---|---|---|---|---|---|"]
+            for k, b in bf16_rows:
+                a = b.get("agreement") or {}
+                lines.append(
+                    f"| {k.split('_')[1]} | {fmt(b['pytorch_median_ms'], 2)} | "
+                    f"{fmt(b['selene_median_ms'], 2)} | {ratio_text(b['ratio'])} | "
+                    f"{fmt(b['ratio_vs_pytorch_fp32'], 2)}x | "
+                    f"{fmt(a.get('max_abs_logit_diff'), 3)} (of {fmt(a.get('logit_scale'), 2)}) | "
+                    f"{fmt(100 * a['mask_agreement'], 2) + '%' if 'mask_agreement' in a else 'n/a'}"
+                    f" |")
+            lines.append("")
     check = inf.get("same_model_check")
     if check:
         lines += [f"Same model, proven: the served job's `best.pt` loads by name into the PyTorch "

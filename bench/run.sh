@@ -136,8 +136,8 @@ commands=(
   "$BUILD_DIR/bin/selene-data-bench --spec configs/unet_moon.json --data \$WORK/moon --size 128 --threads $THREADS --nocache_steps --json [--set training.precision=bf16,training.channels_last=true]"
   "$PY bench/pytorch/bench.py epoch-segment --data \$WORK/moon --workers 2 --threads $THREADS [--bf16 --channels-last]"
   "$BUILD_DIR/bin/selene-server --max_batch_size 1|8 --state_dir \$WORK/state   # 4 synthetic U-Net jobs"
-  "$BUILD_DIR/bin/selene-serving-bench --checkpoint \$WORK/state/jobs/job-1/best.pt --threads 1 --compare_unoptimized"
-  "$PY bench/pytorch/bench.py infer --threads 1 --checkpoint \$WORK/state/jobs/job-1/best.pt"
+  "$BUILD_DIR/bin/selene-serving-bench --checkpoint \$WORK/state/jobs/job-1/best.pt --threads 1 --compare_unoptimized --bf16"
+  "$PY bench/pytorch/bench.py infer --threads 1 --checkpoint \$WORK/state/jobs/job-1/best.pt [--bf16 --channels-last]"
   "$BUILD_DIR/bin/selene-load --model job-1 --concurrency 1|4|16 --seconds $LOAD_SECONDS"
   "$PY bench/pytorch/bench.py activations --model classifier --batch 64 --classes $CLASSES --threads $THREADS [--bf16 --channels-last]"
 )
@@ -325,17 +325,21 @@ best="$state/jobs/job-1/best.pt"
 for round in $(seq 1 $(( ROUNDS > 2 ? 2 : ROUNDS ))); do
   wait_quiet
   "$BIN/selene-serving-bench" --checkpoint "$best" --threads 1 --seconds "$SERVE_SECONDS" \
-    --compare_unoptimized --engine_clients "$([[ $round == 1 ]] && echo 1,4 || echo '')" \
+    --compare_unoptimized --bf16 --engine_clients "$([[ $round == 1 ]] && echo 1,4 || echo '')" \
     --dump "$work/dump" >"$work/serving_t1_$round.json"
   $PY bench/pytorch/bench.py infer --threads 1 --seconds "$SERVE_SECONDS" --checkpoint "$best" \
     >"$work/pytorch_infer_t1_$round.json"
+  $PY bench/pytorch/bench.py infer --threads 1 --seconds "$SERVE_SECONDS" --checkpoint "$best" \
+    --bf16 --channels-last >"$work/pytorch_infer_bf16_t1_$round.json"
 done
 wait_quiet
 "$BIN/selene-serving-bench" --checkpoint "$best" --threads "$THREADS" \
-  --seconds "$SERVE_SECONDS" --compare_unoptimized --engine_clients "" \
+  --seconds "$SERVE_SECONDS" --compare_unoptimized --bf16 --engine_clients "" \
   >"$work/serving_t${THREADS}_1.json"
 $PY bench/pytorch/bench.py infer --threads "$THREADS" --seconds "$SERVE_SECONDS" \
   --checkpoint "$best" >"$work/pytorch_infer_t${THREADS}_1.json"
+$PY bench/pytorch/bench.py infer --threads "$THREADS" --seconds "$SERVE_SECONDS" \
+  --checkpoint "$best" --bf16 --channels-last >"$work/pytorch_infer_bf16_t${THREADS}_1.json"
 $PY bench/pytorch/bench.py check --checkpoint "$best" --selene_json "$work/serving_t1_1.json" \
   >"$work/check.json"
 grpc_runs() {  # grpc_runs MAX_BATCH

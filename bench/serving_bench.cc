@@ -5,7 +5,7 @@
 // bench/run.sh holds these against PyTorch eager and against Segment over gRPC (selene-load).
 //
 //   selene-serving-bench [--checkpoint var/jobs/job-1/best.pt] [--threads 1] [--seconds 3]
-//                        [--compare_unoptimized] [--engine_clients 1] [--dump DIR]
+//                        [--compare_unoptimized] [--bf16] [--engine_clients 1] [--dump DIR]
 //
 // Without --checkpoint it serves the default U-Net (128x128, binary) with random weights and
 // random BatchNorm statistics, written to a temporary job folder.
@@ -19,6 +19,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -52,6 +53,9 @@ ABSL_FLAG(int, min_iterations, 10, "Fewest timed calls per measurement.");
 ABSL_FLAG(bool, compare_unoptimized, false,
           "Also time the forward pass without BatchNorm folding, without channels-last, and "
           "without both (before/after), interleaved with the served configuration.");
+ABSL_FLAG(bool, bf16, false,
+          "Also time the served configuration in bfloat16 (--inference_precision bf16) and "
+          "compare its logits and mask with fp32's on the test image.");
 ABSL_FLAG(std::string, engine_clients, "1",
           "Comma list of concurrent in-process Segment callers, each with batching off and on; "
           "empty = none.");
@@ -191,7 +195,12 @@ int main(int argc, char** argv) {
     variants.push_back({"folded", {true, false}, nullptr, {}});
     variants.push_back({"channels_last", {false, true}, nullptr, {}});
   }
-  variants.push_back({"served", {}, nullptr, {}});  // the server's defaults
+  if (absl::GetFlag(FLAGS_bf16)) {
+    selene::serving::ServableModelOptions bf16;
+    bf16.bfloat16 = true;
+    variants.push_back({"served_bf16", bf16, nullptr, {}});
+  }
+  variants.push_back({"served", {}, nullptr, {}});  // the server's defaults: last
   for (Variant& v : variants) {
     StatusOr<std::shared_ptr<selene::serving::ServableModel>> model =
         selene::serving::ServableModel::Load(record, batcher, v.options);
@@ -225,6 +234,28 @@ int main(int argc, char** argv) {
   (void)served->RunBatch(batch8);
   const Timing batched = TimeCalls([&] { (void)served->RunBatch(batch8); }, 8);
   const double batch8_per_image = batched.Percentile(0.5) / 8;
+
+  // bf16 against fp32 on the test image: the largest logit difference and the share of pixels
+  // whose mask (logit > 0) is the same.
+  std::string bf16_json = "null";
+  if (variants.size() > 1 && variants[variants.size() - 2].name == "served_bf16") {
+    StatusOr<std::vector<selene::serving::ModelOutput>> fp32 = served->RunBatch(images);
+    StatusOr<std::vector<selene::serving::ModelOutput>> bf16 =
+        variants[variants.size() - 2].model->RunBatch(images);
+    if (!fp32.ok() || !bf16.ok()) return Fail("bf16 comparison: a forward pass failed");
+    const std::vector<float>& a = fp32->at(0).values;
+    const std::vector<float>& b = bf16->at(0).values;
+    double largest = 0, worst = 0;
+    int64_t same_mask = 0;
+    for (size_t i = 0; i < a.size(); ++i) {
+      largest = std::max(largest, std::abs(double{a[i]}));
+      worst = std::max(worst, std::abs(double{a[i]} - b[i]));
+      same_mask += (a[i] > 0) == (b[i] > 0) ? 1 : 0;
+    }
+    bf16_json = absl::StrFormat(
+        "{\"max_abs_logit_diff\": %.6g, \"logit_scale\": %.6g, \"mask_agreement\": %.6f}", worst,
+        largest, static_cast<double>(same_mask) / std::max<size_t>(1, a.size()));
+  }
 
   std::string dump_json = "null";
   if (const std::string dump = absl::GetFlag(FLAGS_dump); !dump.empty()) {
@@ -306,9 +337,10 @@ int main(int argc, char** argv) {
                    "{\"checkpoint\": \"%s\", \"threads\": %d, \"parameters\": %d, "
                    "\"forward\": {%s}, \"forward_median_ms\": %.3f, "
                    "\"forward_batch8_per_image_ms\": %.3f, \"engine_segment\": [%s], "
-                   "\"dump\": %s}",
+                   "\"bf16_vs_fp32\": %s, \"dump\": %s}",
                    checkpoint, threads, served->parameters(), absl::StrJoin(forward_json, ", "),
-                   optimized_median, batch8_per_image, absl::StrJoin(engine_json, ", "), dump_json)
+                   optimized_median, batch8_per_image, absl::StrJoin(engine_json, ", "), bf16_json,
+                   dump_json)
             << std::endl;
   return 0;
 }

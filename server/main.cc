@@ -54,6 +54,9 @@ ABSL_FLAG(int64_t, max_image_pixels, int64_t{4096} * 4096,
 ABSL_FLAG(int, max_queue_delay_ms, 5,
           "Longest wait of a model's oldest queued request for others to batch with; waited "
           "only under concurrent load (a lone request on an idle model runs at once).");
+ABSL_FLAG(std::string, inference_precision, "fp32",
+          "fp32, or bf16: served forward passes under autocast to bfloat16 (faster on CPUs with "
+          "AMX or AVX512-BF16, slower without; masks may differ at pixels whose logit is near 0).");
 ABSL_FLAG(int, max_loaded_models, 4, "Models kept in memory (least recently used unloaded).");
 ABSL_FLAG(int, inference_threads, 1, "Intra-op threads of each model's inference.");
 ABSL_FLAG(int, training_threads, 0,
@@ -97,6 +100,7 @@ selene::api::SeleneServerOptions OptionsFromFlags() {
   options.max_queue_delay = absl::Milliseconds(absl::GetFlag(FLAGS_max_queue_delay_ms));
   options.max_loaded_models = absl::GetFlag(FLAGS_max_loaded_models);
   options.inference_threads = absl::GetFlag(FLAGS_inference_threads);
+  options.inference_precision = absl::GetFlag(FLAGS_inference_precision);
   options.training_threads = absl::GetFlag(FLAGS_training_threads);
   options.inference_workers = absl::GetFlag(FLAGS_inference_workers);
   options.shutdown_grace = absl::Seconds(absl::GetFlag(FLAGS_shutdown_grace_s));

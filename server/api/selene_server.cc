@@ -118,6 +118,10 @@ Status CheckOptions(const SeleneServerOptions& options) {
   SELENE_RETURN_IF_ERROR(at_least("--max_image_pixels", options.max_image_pixels, 1));
   SELENE_RETURN_IF_ERROR(at_least("--inference_threads", options.inference_threads, 1));
   SELENE_RETURN_IF_ERROR(at_least("--training_threads", options.training_threads, 0));
+  if (options.inference_precision != "fp32" && options.inference_precision != "bf16") {
+    return InvalidArgumentError(absl::StrCat(
+        "--inference_precision: \"", options.inference_precision, "\" is not fp32 or bf16"));
+  }
   if (options.max_queue_delay < absl::ZeroDuration()) {
     return InvalidArgumentError("--max_queue_delay_ms must be >= 0");
   }
@@ -292,6 +296,7 @@ Status SeleneServer::Build() {
   registry.batcher.max_batch_size = o.max_batch_size;
   registry.batcher.max_queue_delay = o.max_queue_delay;
   registry.batcher.inference_threads = o.inference_threads;
+  registry.model.bfloat16 = o.inference_precision == "bf16";
   registry.batcher.on_batch = [this](const serving::BatchReport& batch) {
     server_metrics_.OnBatch(batch);
   };

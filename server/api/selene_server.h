@@ -56,6 +56,9 @@ struct SeleneServerOptions {
   absl::Duration max_queue_delay = absl::Milliseconds(5);
   int max_loaded_models = 4;
   int inference_threads = 1;  // each model batcher's intra-op threads
+  // "fp32" or "bf16": served forward passes under autocast to bfloat16
+  // (serving::ServableModelOptions::bfloat16).
+  std::string inference_precision = "fp32";
   // Each training job's intra-op threads; 0 = hardware threads minus inference_threads, at
   // least 1, so inference never waits behind training for the CPU.
   int training_threads = 0;

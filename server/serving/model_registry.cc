@@ -161,7 +161,7 @@ StatusOr<std::shared_ptr<ServableModel>> ModelRegistry::GetJob(
       record = *std::move(found);
     }
     try {
-      return ServableModel::Load(record, options_.batcher);
+      return ServableModel::Load(record, options_.batcher, options_.model);
     } catch (const std::exception& e) {  // e.g. the batcher's thread could not start
       return InternalError(absl::StrCat("model ", job_id, ": loading failed: ", e.what()));
     }

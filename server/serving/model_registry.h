@@ -32,6 +32,7 @@ StatusOr<v1::Task> ParseTaskAliasName(absl::string_view name);
 struct ModelRegistryOptions {
   int max_loaded_models = 4;      // at least 1
   DynamicBatcherOptions batcher;  // each loaded model's batcher (its name is set per model)
+  ServableModelOptions model;     // how each loaded network is prepared
 };
 
 class ModelRegistry {

@@ -17,6 +17,7 @@
 #include "server/jobs/training_plan.h"
 #include "server/train/batch_loader.h"
 #include "server/train/checkpoint.h"
+#include "server/train/mixed_precision.h"
 #include "server/train/tensor_dataset.h"
 
 namespace selene::serving {
@@ -114,6 +115,7 @@ struct ServableModel::Torch {
   models::Network network;
   train::Normalization normalization;
   bool channels_last = false;
+  train::Precision precision = train::Precision::kFloat32;
 };
 
 ServableModel::ServableModel(ServableModelRecord record, ModelDescription description)
@@ -151,6 +153,8 @@ StatusOr<std::shared_ptr<ServableModel>> ServableModel::Load(const ServableModel
     if (model_options.fold_batch_norms) network->fold_batch_norms();
     if (model_options.channels_last) models::UseChannelsLast(*network);
     torch_state->channels_last = model_options.channels_last;
+    torch_state->precision =
+        model_options.bfloat16 ? train::Precision::kBFloat16 : train::Precision::kFloat32;
     torch_state->network = std::move(network);
     torch_state->normalization.mean = description.normalize_mean;
     torch_state->normalization.std = description.normalize_std;
@@ -204,7 +208,12 @@ StatusOr<std::vector<ModelOutput>> ServableModel::RunBatch(const std::vector<cv:
     torch::Tensor nchw = hwc.permute({0, 3, 1, 2});
     if (!torch_->channels_last) nchw = nchw.contiguous();
     torch::Tensor x = train::NormalizeImages(nchw, torch_->normalization, torch::kCPU);
-    torch::Tensor logits = torch_->network->forward(x).to(torch::kFloat).contiguous();
+    torch::Tensor logits;
+    {
+      train::AutocastScope autocast(torch_->precision, torch::kCPU);
+      logits = torch_->network->forward(x);
+    }
+    logits = logits.to(torch::kFloat).contiguous();
     std::vector<int64_t> shape(logits.sizes().begin() + 1, logits.sizes().end());
     const int64_t per_image = logits.numel() / batch;
     const float* src = logits.data_ptr<float>();

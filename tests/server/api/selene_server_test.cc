@@ -397,6 +397,12 @@ TEST_F(SeleneServerTest, StartupFailuresNameTheProblem) {
   second = SeleneServer::Start(options);
   EXPECT_EQ(second.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(second.status().message(), HasSubstr("--queue_limit"));
+  options = testing::TestServerOptions(dir_ + "/fifth");
+  options.inference_precision = "fp16";
+  second = SeleneServer::Start(options);
+  EXPECT_EQ(second.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(second.status().message(),
+              HasSubstr("--inference_precision: \"fp16\" is not fp32 or bf16"));
 
   options = testing::TestServerOptions(dir_ + "/fifth");
   options.metrics_listen = "nonsense";

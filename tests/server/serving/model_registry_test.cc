@@ -6,6 +6,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -60,6 +62,35 @@ TEST(ModelRegistryTest, LoadsOnFirstUseAndServesFromTheCacheAfterwards) {
   EXPECT_EQ(again->get(), model->get());
   EXPECT_EQ(registry.load_count(), 1);
   EXPECT_EQ(catalog.find_calls(), finds);  // a hit does not ask the catalog
+}
+
+// --inference_precision bf16: the registry's model options reach every loaded model. The
+// logits are float32 either way, close to the fp32 model's, and not identical to them (they
+// would be if the option were dropped on the way).
+TEST(ModelRegistryTest, ServesInBfloat16WhenTheModelOptionsSaySo) {
+  FakeCatalog catalog;
+  catalog.Add(MakeJob("job-1", TinyBinarySpec(), 1));
+  ModelRegistry fp32(&catalog, Options(4));
+  ModelRegistryOptions bf16_options = Options(4);
+  bf16_options.model.bfloat16 = true;
+  ModelRegistry bf16(&catalog, bf16_options);
+
+  cv::Mat image(32, 32, CV_8UC3);
+  cv::randu(image, cv::Scalar::all(0), cv::Scalar::all(256));
+  StatusOr<std::shared_ptr<ServableModel>> a = fp32.Get("job-1");
+  StatusOr<std::shared_ptr<ServableModel>> b = bf16.Get("job-1");
+  ASSERT_TRUE(a.ok() && b.ok());
+  StatusOr<ModelOutput> reference = (*a)->Infer(image);
+  StatusOr<ModelOutput> rounded = (*b)->Infer(image);
+  ASSERT_TRUE(reference.ok() && rounded.ok());
+  ASSERT_EQ(rounded->shape, reference->shape);
+  double largest = 0, worst = 0;
+  for (size_t i = 0; i < reference->values.size(); ++i) {
+    largest = std::max(largest, std::abs(double{reference->values[i]}));
+    worst = std::max(worst, std::abs(double{rounded->values[i]} - reference->values[i]));
+  }
+  EXPECT_GT(worst, 0.0);
+  EXPECT_LT(worst, 0.05 * std::max(1.0, largest));
 }
 
 TEST(ModelRegistryTest, EvictsTheLeastRecentlyUsedModelAtTheBound) {
