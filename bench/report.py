@@ -124,7 +124,8 @@ def goal_row(g):
 
 # ---------------------------------------------------------------- 1. training comparisons
 
-CONFIGS = {"fp32": "fp32 (NCHW)", "fast": "bf16 autocast + channels-last"}
+CONFIGS = {"fp32": "fp32 (NCHW)", "fast": "bf16 autocast + channels-last",
+           "default": "fp32 + channels-last (Selene's default)"}
 
 
 def side_figures(runs, fwd, peaks):
@@ -211,6 +212,7 @@ def build(work):
         selene = load_rounds(work, f"train_{model}_selene_")
         pytorch = load_rounds(work, f"train_{model}_pytorch_")
         selene_fast = load_rounds(work, f"train_{model}_selene_fast_")
+        selene_default = load_rounds(work, f"train_{model}_selene_default_")
         pytorch_fast = load_rounds(work, f"train_{model}_pytorch_fast_")
         if not selene or not pytorch:
             continue
@@ -247,6 +249,11 @@ def build(work):
                         fwd, peaks)
         if cross:
             entry["comparisons"]["selene_fast_vs_pytorch_fp32"] = cross
+        # Selene as it trains when a spec says nothing, against the script a user would write.
+        default = compare(selene_default, pytorch, CONFIGS["default"],
+                          "fp32 (NCHW), eager default", fwd, peaks)
+        if default:
+            entry["comparisons"]["selene_default_vs_pytorch_fp32"] = default
         if selene_fast:
             entry["selene_fast_over_selene_fp32"] = (
                 max(x["images_per_second"] for x in selene_fast.values()) / s_best)
@@ -397,6 +404,8 @@ def build(work):
          "(Selene fp32 vs PyTorch fp32)"),
         ("fast_vs_fast", "Training throughput vs PyTorch eager, both bf16 autocast + "
          "channels-last"),
+        ("selene_default_vs_pytorch_fp32", "Training throughput: Selene's default (fp32 + "
+         "channels-last) vs PyTorch eager fp32 (the default script)"),
         ("selene_fast_vs_pytorch_fp32", "Training throughput: Selene bf16 + channels-last vs "
          "PyTorch eager fp32 (the default script)"),
     )
@@ -520,14 +529,16 @@ def markdown(r):
                      f"{fmt(e.get('forward_gflops_per_image'), 2)} | "
                      f"{times(e.get('selene_fast_over_selene_fp32'))} |")
     lines += ["", "Selene (`selene-bench`) against PyTorch eager (`bench.py train`), run back to "
-              "back in each round: the same fp32 kernels on both sides (like for like); both in "
-              "bf16 autocast + channels-last; and Selene with both options on against the fp32 "
-              "script a user would write. img/s: each side's best round; ratio: the median of "
+              "back in each round: the same fp32 kernels on both sides (like for like); Selene's "
+              "default (fp32 with channels-last, what a spec that says nothing gets) against the "
+              "fp32 script a user would write; both in bf16 autocast + channels-last; and Selene "
+              "with both options on against that fp32 script. img/s: each side's best round; ratio: the median of "
               "the rounds' ratios.", "",
               "| model | Selene | PyTorch | Selene img/s | PyTorch img/s | ratio | ratios per "
               "round | Selene GFLOP/s, share of peak | PyTorch GFLOP/s, share of peak |",
               "|---|---|---|---|---|---|---|---|---|"]
-    for key in ("fp32_vs_fp32", "fast_vs_fast", "selene_fast_vs_pytorch_fp32"):
+    for key in ("fp32_vs_fp32", "selene_default_vs_pytorch_fp32", "fast_vs_fast",
+                "selene_fast_vs_pytorch_fp32"):
         for name, e in models.items():
             c = e["comparisons"].get(key)
             if not c:

@@ -124,16 +124,16 @@ commands=(
   "BUILD_DIR=$(realpath --relative-to="$repo" "$BUILD_DIR") bench/run.sh   # everything below"
   "$PY bench/pytorch/bench.py params|flops|matmul --threads $THREADS"
   "$PY bench/pytorch/bench.py matmul --dtype bfloat16 --threads $THREADS   # the bf16 peak"
-  "$BUILD_DIR/bin/selene-bench --model unet --mode train --batch 16 --steps $UNET_STEPS --threads $THREADS --json"
+  "$BUILD_DIR/bin/selene-bench --model unet --mode train --batch 16 --steps $UNET_STEPS --threads $THREADS [--channels_last] --json"
   "$PY bench/pytorch/bench.py train --model unet --batch 16 --steps $UNET_STEPS --threads $THREADS"
   "$BUILD_DIR/bin/selene-bench --model unet --mode train --batch 16 --steps $FAST_UNET_STEPS --threads $THREADS --precision bf16 --channels_last --json"
   "$PY bench/pytorch/bench.py train --model unet --batch 16 --steps $FAST_UNET_STEPS --threads $THREADS --bf16 --channels-last"
   "(the same with --model classifier --batch 64 --steps $CLF_STEPS, fast $FAST_CLF_STEPS; $ROUNDS rounds, interleaved)"
   "$PY bench/pytorch/bench.py profile --model unet|classifier --batch 16|64 --threads $THREADS [--bf16 --channels-last]"
-  "$BUILD_DIR/bin/selene-data-bench --data \$DATA/tiny-imagenet-200-10c --classes $CLASSES --size 128 --threads $THREADS --nocache_steps --json [--set training.precision=bf16,training.channels_last=true]"
+  "$BUILD_DIR/bin/selene-data-bench --data \$DATA/tiny-imagenet-200-10c --classes $CLASSES --size 128 --threads $THREADS --nocache_steps --json [--set training.channels_last=false | --set training.precision=bf16,training.channels_last=true]"
   "$PY bench/pytorch/bench.py epoch-classify --data \$DATA/tiny-imagenet-200-10c --classes $CLASSES --workers 2 --threads $THREADS [--bf16 --channels-last]"
   "$PY bench/pytorch/make_moon_pngs.py --sample \$DATA/lunar-sample --out \$WORK/moon --count $MOON_PAIRS"
-  "$BUILD_DIR/bin/selene-data-bench --spec configs/unet_moon.json --data \$WORK/moon --size 128 --threads $THREADS --nocache_steps --json [--set training.precision=bf16,training.channels_last=true]"
+  "$BUILD_DIR/bin/selene-data-bench --spec configs/unet_moon.json --data \$WORK/moon --size 128 --threads $THREADS --nocache_steps --json [--set training.channels_last=false | --set training.precision=bf16,training.channels_last=true]"
   "$PY bench/pytorch/bench.py epoch-segment --data \$WORK/moon --workers 2 --threads $THREADS [--bf16 --channels-last]"
   "$BUILD_DIR/bin/selene-server --max_batch_size 1|8 --state_dir \$WORK/state   # 4 synthetic U-Net jobs"
   "$BUILD_DIR/bin/selene-serving-bench --checkpoint \$WORK/state/jobs/job-1/best.pt --threads 1 --compare_unoptimized --bf16"
@@ -165,9 +165,10 @@ matmul_peaks() {  # matmul_peaks N
     >"$work/matmul_bf16_$1.json"
 }
 matmul_peaks 1
-# Per round and model, four runs interleaved Selene / PyTorch: fp32 (train_M_selene_R.json,
-# train_M_pytorch_R.json: the same kernels on both sides), then fast = bf16 autocast +
-# channels-last (train_M_selene_fast_R.json, train_M_pytorch_fast_R.json).
+# Per round and model, five runs interleaved Selene / PyTorch: fp32 (train_M_selene_R.json,
+# train_M_pytorch_R.json: the same kernels on both sides), Selene's default fp32 +
+# channels-last (train_M_selene_default_R.json), then fast = bf16 autocast + channels-last
+# (train_M_selene_fast_R.json, train_M_pytorch_fast_R.json).
 for round in $(seq 1 "$ROUNDS"); do
   for model in unet classifier; do
     if [[ $model == unet ]]; then
@@ -181,6 +182,10 @@ for round in $(seq 1 "$ROUNDS"); do
       --warmup 2 --threads "$THREADS" --json >"$work/train_${model}_selene_$round.json"
     $PY bench/pytorch/bench.py train --model "$model" --batch "$batch" --steps "$steps" \
       --warmup 2 --threads "$THREADS" >"$work/train_${model}_pytorch_$round.json"
+    log "1. $model training fp32 + channels-last (Selene's default), round $round/$ROUNDS"
+    "$BIN/selene-bench" --model "$model" --mode train --batch "$batch" --steps "$steps" \
+      --warmup 2 --threads "$THREADS" --channels_last --json \
+      >"$work/train_${model}_selene_default_$round.json"
     wait_quiet
     log "1. $model training bf16 + channels-last, round $round/$ROUNDS"
     "$BIN/selene-bench" --model "$model" --mode train --batch "$batch" --steps "$fast_steps" \
@@ -217,10 +222,12 @@ fi
 
 # ------------------------------------------------------------------ 2. one epoch from files
 if want 2; then
+# The fp32 rows are like for like: NCHW on both sides (a spec's default is channels-last).
+fp32_set=(--set training.channels_last=false)
 wait_quiet
 log "2. epoch on the Tiny ImageNet sample ($CLASSES classes): Selene"
 "$BIN/selene-data-bench" --data "$DATA/tiny-imagenet-200-10c" --classes "$CLASSES" --size 128 \
-  --threads "$THREADS" --nocache_steps --json >"$work/epoch_cls_selene_1.json"
+  --threads "$THREADS" --nocache_steps "${fp32_set[@]}" --json >"$work/epoch_cls_selene_1.json"
 wait_quiet
 log "2. epoch on the Tiny ImageNet sample: PyTorch DataLoader"
 $PY bench/pytorch/bench.py epoch-classify --data "$DATA/tiny-imagenet-200-10c" \
@@ -243,7 +250,8 @@ for round in $(seq 1 $(( ROUNDS > 2 ? 2 : ROUNDS ))); do
   wait_quiet
   log "2. segmentation epoch from PNGs, round $round"
   "$BIN/selene-data-bench" --spec configs/unet_moon.json --data "$work/moon" --size 128 \
-    --threads "$THREADS" --nocache_steps --json >"$work/epoch_seg_selene_$round.json"
+    --threads "$THREADS" --nocache_steps "${fp32_set[@]}" --json \
+    >"$work/epoch_seg_selene_$round.json"
   $PY bench/pytorch/bench.py epoch-segment --data "$work/moon" --workers 2 --threads "$THREADS" \
     >"$work/epoch_seg_pytorch_$round.json"
 done

@@ -1245,7 +1245,7 @@ v1::JobSpec ResolveDefaults(const v1::JobSpec& original) {
   if (t->device().empty()) t->set_device("cpu");
   if (!t->has_threads()) t->set_threads(0);
   if (t->precision() == v1::PRECISION_UNSPECIFIED) t->set_precision(v1::PRECISION_FP32);
-  if (!t->has_channels_last()) t->set_channels_last(false);
+  if (!t->has_channels_last()) t->set_channels_last(true);
   return spec;
 }
 

@@ -284,7 +284,7 @@ TEST(ResolveDefaultsTest, FillsSensibleDefaults) {
   EXPECT_EQ(t.device(), "cpu");
   EXPECT_EQ(t.precision(), v1::PRECISION_FP32);
   EXPECT_TRUE(t.has_channels_last());
-  EXPECT_FALSE(t.channels_last());
+  EXPECT_TRUE(t.channels_last());
   EXPECT_EQ(t.seed(), 1u);
   EXPECT_EQ(t.schedule().kind(), v1::SCHEDULE_KIND_CONSTANT);
   EXPECT_EQ(resolved.data().num_classes(), 6);

@@ -94,7 +94,7 @@ TEST(PlanTrainingTest, SegmentationDefaults) {
   EXPECT_EQ(plan->trainer.loss.kind, train::LossKind::kBCEDice);
   EXPECT_EQ(plan->trainer.monitor, "dice");
   EXPECT_EQ(plan->trainer.precision, train::Precision::kFloat32);
-  EXPECT_FALSE(plan->trainer.channels_last);
+  EXPECT_TRUE(plan->trainer.channels_last);
   EXPECT_EQ(plan->trainer.optimizer.kind, train::OptimizerKind::kAdamW);
   EXPECT_DOUBLE_EQ(plan->trainer.optimizer.learning_rate, 1e-3);
   EXPECT_EQ(plan->network.family, models::Family::kUNet);
