@@ -86,7 +86,8 @@ torch::Tensor UpBlockImpl::forward(torch::Tensor x, torch::Tensor skip) {
   if (!transposed_.is_empty()) {
     // Channels-last: LibTorch's transposed convolution converts layouts around its slow kernel
     // and the 1x1 conv + pixel shuffle computing the same is 1.4-1.6x faster in bf16. On NCHW
-    // the native kernel is as fast (docs/benchmarks.md, "Share of the matmul peak").
+    // the native kernel is as fast for training and faster for one image (measured by hand;
+    // docs/benchmarks.md, "Training throughput").
     x = x.is_contiguous(torch::MemoryFormat::ChannelsLast) ? PixelShuffleUpsample(transposed_, x)
                                                            : transposed_->forward(x);
   } else if (!project_.is_empty()) {
