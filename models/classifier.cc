@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "models/batch_norm_folding.h"
+#include "models/seeded_randomness.h"
 
 namespace selene::models {
 namespace {
@@ -172,9 +173,6 @@ ClassifierImpl::ClassifierImpl(const ClassifierOptions& options) : options_(opti
 
   if (options_.head) {
     TORCH_CHECK(options_.num_classes > 0, "Classifier: num_classes must be positive");
-    if (options_.dropout > 0) {
-      dropout_ = register_module("dropout", nn::Dropout(nn::DropoutOptions(options_.dropout)));
-    }
     head_ = register_module("head", nn::Linear(in, options_.num_classes));
   }
 
@@ -209,7 +207,7 @@ torch::Tensor ClassifierImpl::forward(torch::Tensor images) {
               "produce logits; use features()");
   torch::Tensor x = features(std::move(images)).back();
   x = torch::adaptive_avg_pool2d(x, {1, 1}).flatten(1);
-  if (!dropout_.is_empty()) x = dropout_->forward(x);
+  x = ThreadSeededDropout(x, options_.dropout, is_training());
   return head_->forward(x);
 }
 

@@ -13,9 +13,9 @@
 namespace selene::models {
 
 // stem (3x3 conv + BN + ReLU) -> stage1..stage4 (residual blocks) -> global average pool ->
-// dropout -> linear head. Submodules are registered as "stem", "stage1".."stage4" and "head"
-// (block i of stage s is "stage<s>.<i>"): checkpoints load encoder weights by these names, so
-// they must not change.
+// dropout (the thread's generator: models/seeded_randomness.h) -> linear head. Submodules are
+// registered as "stem", "stage1".."stage4" and "head" (block i of stage s is "stage<s>.<i>"):
+// checkpoints load encoder weights by these names, so they must not change.
 class ClassifierImpl : public NetworkImpl {
  public:
   explicit ClassifierImpl(const ClassifierOptions& options = {});
@@ -44,8 +44,7 @@ class ClassifierImpl : public NetworkImpl {
   ClassifierOptions options_;
   torch::nn::Sequential stem_{nullptr};
   std::vector<torch::nn::Sequential> stages_;
-  torch::nn::Dropout dropout_{nullptr};  // only when options.dropout > 0
-  torch::nn::Linear head_{nullptr};      // only when options.head
+  torch::nn::Linear head_{nullptr};  // only when options.head
   bool folded_ = false;
 };
 TORCH_MODULE(Classifier);

@@ -7,6 +7,7 @@
 
 #include "models/batch_norm_folding.h"
 #include "models/pixel_shuffle_upsampling.h"
+#include "models/seeded_randomness.h"
 
 namespace selene::models {
 namespace {
@@ -116,9 +117,6 @@ UNetImpl::UNetImpl(const UNetOptions& options) : options_(options) {
     down_.push_back(
         register_module(name, DoubleConv(in, widths_[level], level == 0 ? 1 : down_stride)));
   }
-  if (options_.dropout > 0) {
-    dropout_ = register_module("dropout", nn::Dropout(nn::DropoutOptions(options_.dropout)));
-  }
 
   up_.resize(kLevels - 1, UpBlock(nullptr));
   for (int level = kLevels - 2; level >= 0; --level) {
@@ -140,7 +138,7 @@ torch::Tensor UNetImpl::forward(torch::Tensor images) {
     x = down_[level]->forward(x);
     if (level < kLevels - 1) skips.push_back(x);
   }
-  if (!dropout_.is_empty()) x = dropout_->forward(x);
+  x = ThreadSeededDropout(x, options_.dropout, is_training());
   for (int level = kLevels - 2; level >= 0; --level) x = up_[level]->forward(x, skips[level]);
   return head_->forward(x);
 }

@@ -52,8 +52,9 @@ class UpBlockImpl : public torch::nn::Module {
 };
 TORCH_MODULE(UpBlock);
 
-// Submodules: "down0" (full resolution), "down1".."down3", "bottleneck" (1/16), optional
-// "dropout", "up3".."up0", "head" (1x1 conv to out_channels logits).
+// Submodules: "down0" (full resolution), "down1".."down3", "bottleneck" (1/16), "up3".."up0",
+// "head" (1x1 conv to out_channels logits). Dropout after the bottleneck has no parameters and
+// draws from the thread's generator (models/seeded_randomness.h).
 class UNetImpl : public NetworkImpl {
  public:
   explicit UNetImpl(const UNetOptions& options = {});
@@ -74,8 +75,7 @@ class UNetImpl : public NetworkImpl {
   UNetOptions options_;
   std::vector<int64_t> widths_;
   std::vector<DoubleConv> down_;  // levels 0..4; level 4 is "bottleneck"
-  torch::nn::Dropout dropout_{nullptr};
-  std::vector<UpBlock> up_;  // up_[l] produces level l
+  std::vector<UpBlock> up_;       // up_[l] produces level l
   torch::nn::Conv2d head_{nullptr};
 };
 TORCH_MODULE(UNet);

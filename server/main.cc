@@ -7,22 +7,29 @@
 //
 // Prints "selene-server metrics at http://HOST:PORT/metrics" (unless --metrics_listen is empty),
 // then "selene-server listening on ADDRESS (state DIR)" once it serves. SIGTERM or SIGINT stops
-// it gracefully: health NOT_SERVING, calls drain for --shutdown_grace_s, running jobs checkpoint
-// and resume at the next start; a second signal kills it at once. Exit status: 0 after a
-// graceful stop, 1 when it cannot start (port taken, state dir unusable, job store corrupt),
-// 2 for bad flags.
+// it gracefully: health NOT_SERVING, new calls UNAVAILABLE, calls in flight drain for up to
+// --shutdown_grace_s, then running jobs checkpoint for up to --shutdown_grace_s again and resume
+// at the next start; a second signal kills it at once. After the grace periods it exits whatever
+// is still running: a job that could not stop in time (say, one in a long training step) is
+// named in the log and resumes from its previous checkpoint at the next start. Exit status: 0 after
+// a stop by signal (also when jobs were still stopping at the deadline), 1 when it cannot start
+// (port taken, state dir unusable, job store corrupt) or when stopping hung past twice the grace
+// plus kShutdownMargin, 2 for bad flags. --help lists the flags and exits 0.
 #include <pthread.h>
 #include <signal.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "common/status.h"
 #include "server/api/selene_server.h"
@@ -42,6 +49,10 @@ ABSL_FLAG(std::vector<std::string>, devices, {},
           "else the CPU.");
 ABSL_FLAG(int, jobs_per_device, 1, "Training jobs each device runs at once.");
 ABSL_FLAG(int, queue_limit, 100, "Most jobs waiting in the queue; more submits are refused.");
+ABSL_FLAG(int64_t, max_job_memory_mb, 0,
+          "Most memory one training job may need, in MiB, by the estimate made at submit "
+          "(parameters, gradients, optimizer state, activations at the batch size, the decoded "
+          "data set); larger jobs are refused. 0 = 80% of the machine's physical memory.");
 ABSL_FLAG(int, max_message_mb, 64, "Largest gRPC message received or sent, in MiB.");
 ABSL_FLAG(std::string, tls_cert, "", "PEM certificate chain for TLS (with --tls_key).");
 ABSL_FLAG(std::string, tls_key, "", "PEM private key for TLS (with --tls_cert).");
@@ -74,6 +85,34 @@ namespace {
 constexpr int kExitRuntime = 1;
 constexpr int kExitUsage = 2;
 
+// Beyond the two grace periods (calls, then jobs): the unloading of models and the cancelled
+// calls' last answers.
+constexpr absl::Duration kShutdownMargin = absl::Seconds(5);
+
+// --help, by topic; a flag missing here is listed under "Other flags".
+const std::vector<selene::tools::FlagGroup>& FlagGroups() {
+  static const auto* const groups = new std::vector<selene::tools::FlagGroup>{
+      {"Serving",
+       {"listen", "metrics_listen", "tls_cert", "tls_key", "token_file", "max_message_mb"}},
+      {"Storage", {"state_dir", "data_root", "cache_dir"}},
+      {"Training",
+       {"devices", "jobs_per_device", "training_threads", "queue_limit", "max_job_memory_mb"}},
+      {"Inference",
+       {"max_batch_size", "max_queue_delay_ms", "max_image_pixels", "inference_precision",
+        "max_loaded_models", "inference_threads", "inference_workers"}},
+      {"Shutdown", {"shutdown_grace_s"}},
+  };
+  return *groups;
+}
+
+// Ends the process now, skipping destructors: they would join threads that may not stop.
+[[noreturn]] void ExitNow(int code) {
+  std::cout.flush();
+  std::cerr.flush();
+  std::fflush(nullptr);
+  std::_Exit(code);
+}
+
 int Fail(int code, absl::string_view message) {
   std::cerr << "selene-server: " << message << std::endl;
   return code;
@@ -91,6 +130,7 @@ selene::api::SeleneServerOptions OptionsFromFlags() {
   }
   options.jobs_per_device = absl::GetFlag(FLAGS_jobs_per_device);
   options.queue_limit = absl::GetFlag(FLAGS_queue_limit);
+  options.max_job_memory_mb = absl::GetFlag(FLAGS_max_job_memory_mb);
   options.max_message_bytes = int64_t{absl::GetFlag(FLAGS_max_message_mb)} << 20;
   options.tls_cert_file = absl::GetFlag(FLAGS_tls_cert);
   options.tls_key_file = absl::GetFlag(FLAGS_tls_key);
@@ -144,10 +184,31 @@ int Run() {
   signal(SIGINT, SIG_DFL);
   pthread_sigmask(SIG_UNBLOCK, &stop_signals, nullptr);
 
+  // The promise is an exit after the grace periods, whatever runs; should stopping hang anyway,
+  // this thread keeps it.
+  const absl::Duration bound = 2 * options.shutdown_grace + kShutdownMargin;
+  absl::Notification stopped_in_time;
+  std::thread watchdog([&stopped_in_time, bound] {
+    if (stopped_in_time.WaitForNotificationWithTimeout(bound)) return;
+    std::cerr << "selene-server: still stopping after " << absl::FormatDuration(bound)
+              << "; exiting now (running jobs resume from their last checkpoint at the next "
+                 "start)"
+              << std::endl;
+    ExitNow(kExitRuntime);
+  });
   selene::Status stopped = server->Shutdown();
+  if (!stopped.ok()) {
+    // Jobs still stopping at the deadline (named in the message): the destructors would join
+    // their threads for as long as they take.
+    std::cerr << "selene-server: stopped without waiting for what still runs (" << stopped.message()
+              << "); those jobs resume from their previous checkpoint at the next start"
+              << std::endl;
+    ExitNow(0);
+  }
   server.reset();
-  std::cerr << "selene-server: stopped"
-            << (stopped.ok() ? "" : absl::StrCat(" (", stopped.message(), ")")) << std::endl;
+  stopped_in_time.Notify();
+  watchdog.join();
+  std::cerr << "selene-server: stopped" << std::endl;
   return 0;
 }
 
@@ -159,6 +220,11 @@ int main(int argc, char** argv) {
       "  selene-server [--listen HOST:PORT] [--state_dir DIR] [--data_root DIR] "
       "[--devices LIST] ...");
   std::vector<char*> args(argv, argv + argc);
+  if (selene::tools::AsksForHelp(args)) {
+    std::cout << selene::tools::FlagsHelp(absl::ProgramUsageMessage(), FlagGroups(),
+                                          "server/main.cc");
+    return 0;
+  }
   if (selene::Status checked = selene::tools::CheckFlags(args); !checked.ok()) {
     return Fail(kExitUsage, absl::StrCat(checked.message(), " (see --help)"));
   }

@@ -1,11 +1,14 @@
 #include "tools/cli_flags.h"
 
 #include <cstring>
+#include <map>
+#include <set>
 
 #include "absl/flags/commandlineflag.h"
 #include "absl/flags/reflection.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 
 namespace selene::tools {
@@ -32,6 +35,24 @@ bool IsUsageFlag(absl::string_view name) {
     if (name == usage) return true;
   }
   return false;
+}
+
+constexpr size_t kHelpColumns = 100;
+constexpr absl::string_view kHelpIndent = "      ";
+
+// "  --name (default: value)" then the description, word-wrapped under it.
+void AppendFlagHelp(const absl::CommandLineFlag& flag, std::string* out) {
+  const std::string value = flag.DefaultValue();
+  absl::StrAppend(out, "  --", flag.Name(), " (default: ", value.empty() ? "\"\"" : value, ")\n");
+  std::string line;
+  for (absl::string_view word : absl::StrSplit(flag.Help(), ' ', absl::SkipEmpty())) {
+    if (!line.empty() && kHelpIndent.size() + line.size() + 1 + word.size() > kHelpColumns) {
+      absl::StrAppend(out, kHelpIndent, line, "\n");
+      line.clear();
+    }
+    absl::StrAppend(&line, line.empty() ? "" : " ", word);
+  }
+  if (!line.empty()) absl::StrAppend(out, kHelpIndent, line, "\n");
 }
 
 }  // namespace
@@ -108,6 +129,49 @@ Status CheckFlags(const std::vector<char*>& args) {
     }
   }
   return OkStatus();
+}
+
+bool AsksForHelp(const std::vector<char*>& args) {
+  for (size_t i = 1; i < args.size(); ++i) {
+    const absl::string_view arg = args[i];
+    if (arg == "--") break;
+    if (arg == "-h") return true;
+    absl::string_view name, value;
+    bool has_value = false;
+    if (SplitFlag(arg, &name, &value, &has_value) && !has_value &&
+        (name == "help" || name == "helpshort")) {
+      return true;
+    }
+  }
+  return false;
+}
+
+std::string FlagsHelp(absl::string_view usage, const std::vector<FlagGroup>& groups,
+                      absl::string_view main_file) {
+  std::string out = absl::StrCat(usage, "\n");
+  std::set<std::string> shown;
+  for (const FlagGroup& group : groups) {
+    std::string body;
+    for (const std::string& name : group.flags) {
+      const absl::CommandLineFlag* flag = absl::FindCommandLineFlag(name);
+      if (flag == nullptr || !shown.insert(name).second) continue;
+      AppendFlagHelp(*flag, &body);
+    }
+    if (!body.empty()) absl::StrAppend(&out, "\n", group.title, ":\n", body);
+  }
+  // A flag added to the main file without a group still shows.
+  std::map<std::string, const absl::CommandLineFlag*> others;
+  for (const auto& [name, flag] : absl::GetAllFlags()) {
+    if (absl::EndsWith(flag->Filename(), main_file) && shown.count(std::string(name)) == 0) {
+      others.emplace(std::string(name), flag);
+    }
+  }
+  if (!others.empty()) {
+    absl::StrAppend(&out, "\nOther flags:\n");
+    for (const auto& [name, flag] : others) AppendFlagHelp(*flag, &out);
+  }
+  absl::StrAppend(&out, "\nTry --helpfull for every flag, the libraries' included.\n");
+  return out;
 }
 
 }  // namespace selene::tools

@@ -1,6 +1,9 @@
 // Command-line helpers the Selene binaries share on top of Abseil flags: a flag that may be
-// repeated (`--set a=1 --set b=2`, which absl flags do not accumulate) and a check that turns
-// usage errors into a status, so a tool can exit 2 where absl::ParseCommandLine would exit 1.
+// repeated (`--set a=1 --set b=2`, which absl flags do not accumulate), a check that turns
+// usage errors into a status, so a tool can exit 2 where absl::ParseCommandLine would exit 1, and
+// a --help of the binary's own flags. Abseil's --help lists only flags defined in a file named
+// after the binary (selene-server.cc, selene-server_main.cc), so for a main.cc it prints "No
+// flags matched.", and it exits 1 even when asked.
 #pragma once
 
 #include <string>
@@ -22,5 +25,21 @@ StatusOr<std::vector<std::string>> ExtractRepeatedFlag(absl::string_view name,
 // are no positional arguments; InvalidArgument names the offending argument. It sets the flags
 // it checks (absl::ParseCommandLine then sets them again to the same values).
 Status CheckFlags(const std::vector<char*>& args);
+
+// Whether `args` asks for the binary's own help: --help or --helpshort (either dash count), or
+// -h. The other usage flags (--helpfull, --help=SUBSTRING, ...) are left to Abseil.
+bool AsksForHelp(const std::vector<char*>& args);
+
+// Flags shown together under a title in FlagsHelp, in the order given.
+struct FlagGroup {
+  std::string title;
+  std::vector<std::string> flags;
+};
+
+// The text of --help: `usage`, then each group's flags, each with its default and description
+// (wrapped to 100 columns); then, under "Other flags", those defined in a file whose path ends
+// with `main_file` that no group names, by name. Names in a group that are no flag are skipped.
+std::string FlagsHelp(absl::string_view usage, const std::vector<FlagGroup>& groups,
+                      absl::string_view main_file);
 
 }  // namespace selene::tools

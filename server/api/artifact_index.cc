@@ -13,6 +13,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/text_limits.h"
 #include "server/api/sha256.h"
 #include "server/jobs/job_runner.h"
 
@@ -75,8 +76,8 @@ StatusOr<std::vector<v1::Artifact>> ArtifactIndex::List(const std::string& job_i
   DIR* dir = ::opendir(folder.c_str());
   if (dir == nullptr) {
     if (errno == ENOENT) return artifacts;
-    return InternalError(absl::StrCat("job ", job_id, ": cannot list its folder ", folder, ": ",
-                                      std::strerror(errno)));
+    return InternalError(absl::StrCat("job ", ForMessage(job_id), ": cannot list its folder ",
+                                      folder, ": ", std::strerror(errno)));
   }
   std::vector<std::string> names;
   while (const dirent* entry = ::readdir(dir)) {
@@ -102,15 +103,17 @@ StatusOr<std::vector<v1::Artifact>> ArtifactIndex::List(const std::string& job_i
 StatusOr<std::unique_ptr<OpenArtifact>> ArtifactIndex::Open(const std::string& job_id,
                                                             const std::string& name) {
   if (name.empty())
-    return InvalidArgumentError(absl::StrCat("job ", job_id, ": artifact name is empty"));
+    return InvalidArgumentError(
+        absl::StrCat("job ", ForMessage(job_id), ": artifact name is empty"));
   if (name.find('/') != std::string::npos || name == "." || name == ".." ||
       name.find('\0') != std::string::npos) {
-    return InvalidArgumentError(absl::StrCat("artifact name \"", name,
+    return InvalidArgumentError(absl::StrCat("artifact name \"", ForMessage(name),
                                              "\" must be a file name in the job's folder (no '/' "
                                              "or '..'), as ListArtifacts gives it"));
   }
   const auto not_found = [&] {
-    return NotFoundError(absl::StrCat("job ", job_id, " has no artifact \"", name, "\""));
+    return NotFoundError(
+        absl::StrCat("job ", ForMessage(job_id), " has no artifact \"", ForMessage(name), "\""));
   };
   if (!IsArtifactName(name)) return not_found();
   const std::string path =
@@ -118,15 +121,18 @@ StatusOr<std::unique_ptr<OpenArtifact>> ArtifactIndex::Open(const std::string& j
   // O_NOFOLLOW: a symlink in a job folder is not the server's to follow.
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
   if (fd < 0) {
-    if (errno == ENOENT || errno == ELOOP || errno == ENOTDIR) return not_found();
-    return InternalError(
-        absl::StrCat("job ", job_id, ": cannot open ", name, ": ", std::strerror(errno)));
+    // ENAMETOOLONG: no file in the folder has a name that long (a client can send any name).
+    if (errno == ENOENT || errno == ELOOP || errno == ENOTDIR || errno == ENAMETOOLONG) {
+      return not_found();
+    }
+    return InternalError(absl::StrCat("job ", ForMessage(job_id), ": cannot open ",
+                                      ForMessage(name), ": ", std::strerror(errno)));
   }
   FdCloser closer(fd);
   struct stat info;
   if (::fstat(fd, &info) != 0) {
-    return InternalError(
-        absl::StrCat("job ", job_id, ": cannot stat ", name, ": ", std::strerror(errno)));
+    return InternalError(absl::StrCat("job ", ForMessage(job_id), ": cannot stat ",
+                                      ForMessage(name), ": ", std::strerror(errno)));
   }
   if (!S_ISREG(info.st_mode)) return not_found();
   const int64_t size = info.st_size;

@@ -2,8 +2,23 @@
 
 #include <string>
 
+#include "common/text_limits.h"
+
 namespace selene::api {
 namespace {
+
+// `message` cut so that its percent-encoded form, with the "... (N bytes)" note, fits
+// kMaxGrpcMessageBytes.
+std::string BoundedMessage(absl::string_view message) {
+  constexpr size_t kNoteBytes = 32;
+  size_t encoded = 0;
+  for (size_t i = 0; i < message.size(); ++i) {
+    const unsigned char c = static_cast<unsigned char>(message[i]);
+    encoded += (c >= 0x20 && c <= 0x7E && c != '%') ? 1 : 3;
+    if (encoded > kMaxGrpcMessageBytes - kNoteBytes) return ForMessage(message, i);
+  }
+  return std::string(message);
+}
 
 grpc::StatusCode ToGrpcCode(absl::StatusCode code) {
   switch (code) {
@@ -50,7 +65,7 @@ grpc::StatusCode ToGrpcCode(absl::StatusCode code) {
 
 grpc::Status ToGrpcStatus(const Status& status) {
   if (status.ok()) return grpc::Status::OK;
-  return grpc::Status(ToGrpcCode(status.code()), std::string(status.message()));
+  return grpc::Status(ToGrpcCode(status.code()), BoundedMessage(status.message()));
 }
 
 std::string GrpcCodeName(grpc::StatusCode code) {

@@ -1,12 +1,16 @@
 // selene.v1.InferenceService over the serving layer's InferenceEngine: Segment and Classify run
 // on a small worker pool the service owns (the engine blocks on decoding and on the model's
 // batch, which must not tie up gRPC's callback threads, or concurrent requests could not reach
-// the batcher together), with the call's deadline passed down; ListModels runs inline.
+// the batcher together), with the call's deadline passed down; ListModels runs inline. For a
+// graceful stop it drains: new calls are refused while the calls it accepted run to the end.
 #pragma once
 
 #include <grpcpp/server_context.h>
 #include <grpcpp/support/server_callback.h>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "selene/v1/inference_service.grpc.pb.h"
 #include "selene/v1/inference_service.pb.h"
 #include "server/api/server_metrics.h"
@@ -43,15 +47,39 @@ class InferenceServiceImpl final : public v1::InferenceService::CallbackService 
                                        const v1::ListModelsRequest* request,
                                        v1::ListModelsResponse* response) override;
 
-  // Runs the requests already accepted, then joins the workers; later calls are UNAVAILABLE.
-  // Call after the gRPC server's Shutdown has drained the calls (or the drain waits on them).
+  // From now on every new call is UNAVAILABLE "selene-server is shutting down"; the calls already
+  // accepted carry on to their answer. Idempotent.
+  void StartDraining() ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Calls accepted and not yet answered: counted from the handler's entry to the reactor's
+  // Finish, so a call waiting for a worker or for its batch counts.
+  int in_flight() const ABSL_LOCKS_EXCLUDED(mu_);
+  // Waits until exactly `n` calls are in flight; false if `deadline` passes first. For tests,
+  // which wait for the calls they started to be accepted (the server's drain counts every call
+  // with a CallTracker instead).
+  bool AwaitInFlight(int n, absl::Time deadline) const ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Drains (StartDraining), runs the requests already queued, then joins the workers. Call after
+  // the gRPC server's Shutdown has drained the calls (or the drain waits on them).
   void Shutdown();
 
  private:
+  // Counts a new call in flight, or refuses it (Unavailable) once draining.
+  Status Admit() ABSL_LOCKS_EXCLUDED(mu_);
+  void Release() ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Runs `infer` on a worker and finishes the call with its result.
+  template <typename Request, typename Response, typename Infer>
+  grpc::ServerUnaryReactor* RunOnWorker(const char* method, grpc::CallbackServerContext* context,
+                                        const Request* request, Response* response, Infer infer);
+
   serving::InferenceEngine* const engine_;
   const TokenAuth* const auth_;
   ServerMetrics* const metrics_;
-  WorkerPool workers_;
+  mutable absl::Mutex mu_;
+  bool draining_ ABSL_GUARDED_BY(mu_) = false;
+  int in_flight_ ABSL_GUARDED_BY(mu_) = 0;
+  WorkerPool workers_;  // last: its threads stop before the state they use goes
 };
 
 }  // namespace selene::api

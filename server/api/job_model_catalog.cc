@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "common/text_limits.h"
 #include "google/protobuf/util/time_util.h"
 #include "server/jobs/job_runner.h"
 #include "server/jobs/job_spec.h"
@@ -35,7 +36,7 @@ StatusOr<serving::ServableModelRecord> JobModelCatalog::Find(const std::string& 
   SELENE_ASSIGN_OR_RETURN(v1::Job job, store_->Get(job_id));
   if (job.state() != v1::JOB_STATE_SUCCEEDED) {
     return FailedPreconditionError(absl::StrCat(
-        job_id, " is ", absl::StripPrefix(v1::JobState_Name(job.state()), "JOB_STATE_"),
+        ForMessage(job_id), " is ", absl::StripPrefix(v1::JobState_Name(job.state()), "JOB_STATE_"),
         "; its model is servable once it succeeds"));
   }
   return RecordOf(job);

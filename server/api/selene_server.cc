@@ -27,7 +27,11 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "common/durable_file.h"
 #include "server/api/grpc_server_metrics.h"
+#include "server/api/job_admission.h"
+#include "server/api/request_body_interceptor.h"
+#include "server/jobs/memory_estimate.h"
 #include "server/metrics/device_memory.h"
 #include "server/metrics/process_metrics.h"
 
@@ -35,6 +39,9 @@ namespace selene::api {
 namespace {
 
 namespace fs = std::filesystem;
+
+// --max_job_memory_mb in bytes must fit an int64.
+constexpr int64_t kMaxJobMemoryMb = (int64_t{1} << 43) - 1;
 
 // Start's contract: InvalidArgument means "fix the flags"; environment failures must not read
 // as that, whatever code the lower floor chose.
@@ -108,6 +115,12 @@ Status CheckOptions(const SeleneServerOptions& options) {
   if (options.state_dir.empty()) return InvalidArgumentError("--state_dir: empty");
   SELENE_RETURN_IF_ERROR(at_least("--jobs_per_device", options.jobs_per_device, 1));
   SELENE_RETURN_IF_ERROR(at_least("--queue_limit", options.queue_limit, 1));
+  SELENE_RETURN_IF_ERROR(at_least("--max_job_memory_mb", options.max_job_memory_mb, 0));
+  if (options.max_job_memory_mb > kMaxJobMemoryMb) {
+    return InvalidArgumentError(absl::StrCat("--max_job_memory_mb ", options.max_job_memory_mb,
+                                             " must be <= ", kMaxJobMemoryMb,
+                                             " (its bytes must fit 64 bits)"));
+  }
   SELENE_RETURN_IF_ERROR(at_least("--max_message_mb", options.max_message_bytes >> 20, 1));
   if (options.max_message_bytes > int64_t{2047} << 20) {
     return InvalidArgumentError(absl::StrCat("--max_message_mb ", options.max_message_bytes >> 20,
@@ -196,6 +209,22 @@ Status CheckPortFree(const std::string& listen) {
   return status;
 }
 
+// Below this, a job could not write a checkpoint or the store a transaction.
+constexpr int64_t kMinFreeBytes = int64_t{4} << 20;
+
+// A store failure that means "the disk is full" (SQLite's own code, or an I/O error on a
+// file system with next to no space left) rather than a broken file.
+bool DiskFull(const std::string& state_dir, const Status& status) {
+  if (status.code() == absl::StatusCode::kResourceExhausted) return true;
+  const int64_t free_bytes = FreeBytesAt(state_dir);
+  return free_bytes >= 0 && free_bytes < kMinFreeBytes;
+}
+
+std::string ReadOnlyReason(const std::string& state_dir, const Status& status) {
+  return absl::StrCat("the disk of ", state_dir, " is full (", FreeBytesAt(state_dir),
+                      " bytes free): ", status.message(), "; free space and restart to train");
+}
+
 std::string WithPort(const std::string& listen, int port) {
   if (absl::StartsWith(listen, "unix:")) return listen;
   const size_t colon = listen.rfind(':');
@@ -206,6 +235,21 @@ std::string WithPort(const std::string& listen, int port) {
 }  // namespace
 
 SeleneServer::SeleneServer(SeleneServerOptions options) : options_(std::move(options)) {}
+
+Status SeleneServer::OpenStore() {
+  const std::string& state_dir = options_.state_dir;
+  const std::string db = (fs::path(state_dir) / "selene.db").string();
+  StatusOr<std::unique_ptr<jobs::JobStore>> store = jobs::JobStore::Open(db);
+  if (!store.ok() && DiskFull(state_dir, store.status())) {
+    // Refusing to start would also stop inference, and a restart loop would not free a byte:
+    // serve what can be served, and say why nothing can be trained.
+    read_only_reason_ = ReadOnlyReason(state_dir, store.status());
+    store = jobs::JobStore::OpenReadOnly(db);
+  }
+  if (!store.ok()) return EnvironmentError(store.status(), "");
+  store_ = std::move(store).value();
+  return OkStatus();
+}
 
 SeleneServer::~SeleneServer() {
   Shutdown().IgnoreError();
@@ -251,12 +295,7 @@ Status SeleneServer::Build() {
   }
 
   SELENE_ASSIGN_OR_RETURN(lock_fd_, LockStateDir(o.state_dir));
-  {
-    const std::string db = (fs::path(o.state_dir) / "selene.db").string();
-    StatusOr<std::unique_ptr<jobs::JobStore>> store = jobs::JobStore::Open(db);
-    if (!store.ok()) return EnvironmentError(store.status(), "");
-    store_ = std::move(store).value();
-  }
+  SELENE_RETURN_IF_ERROR(OpenStore());
   store_->SetEventListener(hub_.Listener());
   metrics::AddProcessMetrics(&metrics_);
   metrics::AddDeviceMemoryMetrics(&metrics_);
@@ -300,6 +339,8 @@ Status SeleneServer::Build() {
   registry.batcher.on_batch = [this](const serving::BatchReport& batch) {
     server_metrics_.OnBatch(batch);
   };
+  registry.batcher.hold_dispatch = o.batcher_hold_dispatch;
+  registry.batcher.before_batch = o.batcher_before_batch;
   registry_ = std::make_unique<serving::ModelRegistry>(catalog_.get(), registry);
   server_metrics_.CountModelsIn(registry_.get());
   serving::InferenceEngineOptions engine;
@@ -307,9 +348,19 @@ Status SeleneServer::Build() {
   engine_ = std::make_unique<serving::InferenceEngine>(registry_.get(), engine);
 
   TrainingServiceOptions training;
+  training.read_only_reason = read_only_reason_;
   training.state_dir = o.state_dir;
   training.data_root = o.data_root;
   training.queue_limit = o.queue_limit;
+  training.devices = pool_->devices();
+  if (o.max_job_memory_mb > 0) {
+    training.max_job_memory_bytes = o.max_job_memory_mb << 20;
+  } else {
+    training.max_job_memory_bytes = DefaultJobMemoryLimitBytes();
+    training.max_job_memory_origin =
+        absl::StrCat("--max_job_memory_mb (default: 80% of this machine's ",
+                     jobs::FormatBytes(static_cast<double>(PhysicalMemoryBytes())), ")");
+  }
   training_service_ = std::make_unique<TrainingServiceImpl>(store_.get(), scheduler_.get(), &hub_,
                                                             auth_.get(), std::move(training));
   InferenceServiceOptions inference;
@@ -340,6 +391,9 @@ Status SeleneServer::Build() {
   builder.SetMaxReceiveMessageSize(static_cast<int>(o.max_message_bytes));
   builder.SetMaxSendMessageSize(static_cast<int>(o.max_message_bytes));
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
+  // The body check first: the metrics count the status it sends.
+  interceptors.push_back(MakeRequestBodyInterceptorFactory());
+  interceptors.push_back(calls_.InterceptorFactory());
   interceptors.push_back(MakeGrpcMetricsInterceptorFactory(&metrics_));
   builder.experimental().SetInterceptorCreators(std::move(interceptors));
   builder.RegisterService(training_service_.get());
@@ -356,8 +410,16 @@ Status SeleneServer::Build() {
     health->SetServingStatus(v1::InferenceService::service_full_name(), true);
   }
 
-  if (Status started = scheduler_->Start(); !started.ok()) {
-    return EnvironmentError(started, "scheduler: ");
+  if (!read_only_reason_.empty()) {
+    Log(absl::StrCat("read-only: ", read_only_reason_,
+                     "; serving models and answering queries, not training"));
+  } else if (Status started = scheduler_->Start(); !started.ok()) {
+    // The recovery writes to the store: a disk that filled up since it opened lands here.
+    if (!DiskFull(o.state_dir, started)) return EnvironmentError(started, "scheduler: ");
+    read_only_reason_ = ReadOnlyReason(o.state_dir, started);
+    training_service_->SetReadOnly(read_only_reason_);
+    Log(absl::StrCat("read-only: ", read_only_reason_,
+                     "; serving models and answering queries, not training"));
   }
   if (std::error_code error; !fs::is_directory(o.data_root, error)) {
     Log(absl::StrCat("warning: data root ", o.data_root,
@@ -370,16 +432,33 @@ Status SeleneServer::Shutdown() {
   absl::MutexLock lock(&shutdown_mu_);
   if (shut_down_) return shutdown_status_;
   shut_down_ = true;
+  const absl::Time drain_deadline = absl::Now() + options_.shutdown_grace;
+  // Health first, while the listener still answers, so load balancers and watchers move away
+  // before anything is refused; open Watch streams are sent NOT_SERVING.
   if (server_ != nullptr) {
     if (grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService()) {
-      health->Shutdown();  // every service NOT_SERVING, for good
+      health->SetServingStatus(false);
     }
   }
+  // From here every new call of both services is UNAVAILABLE, and job watches end: last, so a
+  // client whose watch ends finds both services refusing.
+  if (inference_service_ != nullptr) inference_service_->StartDraining();
   if (training_service_ != nullptr) training_service_->Shutdown();
+  // The drain happens here rather than in gRPC's Shutdown, which would cancel at once every call
+  // whose request is still arriving when it starts (inference requests are large), and would
+  // wait out the whole grace for health watches, which only their clients end. While the calls
+  // in flight finish, the listener stays open and late arrivals are told UNAVAILABLE.
+  if (!calls_.AwaitIdle(drain_deadline)) {
+    Log(absl::StrCat("shutdown: ", calls_.in_flight(),
+                     " calls still running at the grace deadline are cancelled"));
+  }
+  // The listener closes; what is left (health watches, reflection streams, anything past the
+  // deadline) is cancelled rather than waited for.
   if (server_ != nullptr) {
-    server_->Shutdown(absl::ToChronoTime(absl::Now() + options_.shutdown_grace));
+    server_->Shutdown(absl::ToChronoTime(absl::Now()));
     server_->Wait();
   }
+  // Only now that no call can reach them: the inference workers, then the running jobs.
   if (inference_service_ != nullptr) inference_service_->Shutdown();
   if (scheduler_ != nullptr) {
     shutdown_status_ = scheduler_->Shutdown(absl::Now() + options_.shutdown_grace);

@@ -16,6 +16,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/status.h"
+#include "server/api/call_tracker.h"
 #include "server/api/inference_service_impl.h"
 #include "server/api/job_event_hub.h"
 #include "server/api/job_model_catalog.h"
@@ -46,6 +47,9 @@ struct SeleneServerOptions {
   std::vector<std::string> devices;  // empty: every CUDA device, else the CPU
   int jobs_per_device = 1;
   int queue_limit = 100;
+  // A submitted job whose estimated memory exceeds this is refused (RESOURCE_EXHAUSTED naming
+  // the estimate and the limit); 0 = 80% of the machine's physical memory.
+  int64_t max_job_memory_mb = 0;
   int64_t max_message_bytes = int64_t{64} << 20;
   std::string tls_cert_file;  // PEM; both or neither
   std::string tls_key_file;
@@ -68,6 +72,11 @@ struct SeleneServerOptions {
   absl::Duration scheduler_poll = absl::Milliseconds(500);
   // One line for the operator (job state changes, scheduler errors); default: stderr.
   std::function<void(const std::string&)> log;
+
+  // Test seams, unset in production: copied into every loaded model's batcher (see
+  // serving::DynamicBatcherOptions), so tests decide what a batch holds and when it runs.
+  std::function<bool(int queued)> batcher_hold_dispatch;
+  std::function<void(int size)> batcher_before_batch;
 };
 
 class SeleneServer {
@@ -90,12 +99,17 @@ class SeleneServer {
   const std::string& metrics_address() const { return metrics_address_; }
   int metrics_port() const { return metrics_http_ == nullptr ? 0 : metrics_http_->port(); }
   const SeleneServerOptions& options() const { return options_; }
+  // Why the server runs read-only (its disk is full: no training, no submits), or "".
+  const std::string& read_only_reason() const { return read_only_reason_; }
 
-  // Graceful stop: health NOT_SERVING, watches end (UNAVAILABLE with the sequence to resume
-  // from), no new calls, calls in flight drain until shutdown_grace (then are cancelled),
-  // running jobs checkpoint and go back to QUEUED, models unload. Idempotent. DeadlineExceeded
-  // when jobs were still stopping at the grace deadline (they resume from their previous
-  // checkpoint at the next start).
+  // Graceful stop, in this order: health NOT_SERVING for every service (Check, and open Watch
+  // streams are sent it) while the listener still answers; new calls UNAVAILABLE "selene-server
+  // is shutting down" and job watches end (UNAVAILABLE with the sequence to resume from); calls
+  // in flight finish, downloads included, for up to shutdown_grace (then they are cancelled);
+  // the listener closes, cutting health watches and reflection streams; running jobs checkpoint
+  // and go back to QUEUED, for up to shutdown_grace again; models unload. Idempotent.
+  // DeadlineExceeded when jobs were still stopping at that deadline (they resume from their
+  // previous checkpoint at the next start).
   Status Shutdown() ABSL_LOCKS_EXCLUDED(shutdown_mu_);
 
   jobs::JobStore& store() { return *store_; }
@@ -103,11 +117,14 @@ class SeleneServer {
   serving::ModelRegistry& registry() { return *registry_; }
   const metrics::Registry& metrics() const { return metrics_; }
   TrainingServiceImpl& training_service() { return *training_service_; }
+  InferenceServiceImpl& inference_service() { return *inference_service_; }
   grpc::Server& grpc_server() { return *server_; }
 
  private:
   explicit SeleneServer(SeleneServerOptions options);
   Status Build();
+  // Opens the job store, read-only when the disk is too full to open it for writing.
+  Status OpenStore();
   void Log(const std::string& line) const;
 
   SeleneServerOptions options_;
@@ -115,9 +132,12 @@ class SeleneServer {
   int port_ = 0;
   std::string metrics_address_;
   int lock_fd_ = -1;  // flock on <state_dir>/selene.lock, held for the server's life
+  std::string read_only_reason_;
 
   // Declared in dependency order: destroyed in reverse, users before what they use.
   metrics::Registry metrics_;
+  // Every call but health watches and reflection streams, for the drain; outlives server_.
+  CallTracker calls_{{"/grpc.health.v1.Health/", "/grpc.reflection."}};
   JobEventHub hub_;
   ServerMetrics server_metrics_{&metrics_};
   std::unique_ptr<jobs::JobStore> store_;

@@ -8,9 +8,12 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "common/text_limits.h"
+#include "server/api/enum_filter.h"
 #include "server/api/finished_write_reactor.h"
 #include "server/api/grpc_status.h"
 #include "server/api/guarded.h"
+#include "server/api/job_admission.h"
 #include "server/data/data_root.h"
 #include "server/jobs/job_runner.h"
 #include "server/jobs/job_spec.h"
@@ -90,13 +93,18 @@ TrainingServiceImpl::TrainingServiceImpl(jobs::JobStore* store, jobs::Scheduler*
       auth_(auth),
       options_(std::move(options)),
       artifacts_(options_.state_dir),
-      watcher_(store, hub) {}
+      watcher_(store, hub),
+      read_only_reason_(options_.read_only_reason) {}
 
 TrainingServiceImpl::~TrainingServiceImpl() = default;
 
-void TrainingServiceImpl::Shutdown() { watcher_.Shutdown(); }
+void TrainingServiceImpl::Shutdown() {
+  draining_ = true;
+  watcher_.Shutdown();
+}
 
 Status TrainingServiceImpl::Authenticate(const grpc::CallbackServerContext& context) const {
+  if (draining_) return absl::UnavailableError("selene-server is shutting down");
   return auth_ == nullptr ? OkStatus() : auth_->Authenticate(context);
 }
 
@@ -108,12 +116,14 @@ Status TrainingServiceImpl::CheckAdmissible(const v1::JobSpec& spec) const {
     return InvalidArgumentError(absl::StrCat("invalid job spec: ", valid.message()));
   }
   const v1::DataSpec& data = spec.data();
+  std::string data_folder;  // resolved, for file data sets
   if (IsFileDataKind(data.kind())) {
     StatusOr<std::string> resolved = data::ResolveUnderRoot(options_.data_root, data.path());
     if (!resolved.ok()) {
       // Missing or outside the root, the spec names a folder this server cannot train on.
       return InvalidArgumentError(absl::StrCat("data.path: ", resolved.status().message()));
     }
+    data_folder = *std::move(resolved);
   }
   if (spec.model().has_encoder_unet()) {
     const v1::EncoderUNetSpec& encoder = spec.model().encoder_unet();
@@ -121,7 +131,7 @@ Status TrainingServiceImpl::CheckAdmissible(const v1::JobSpec& spec) const {
       // A path on the server's disk, outside anything a client should reach: the server takes
       // the classifier as a job of its own instead.
       return InvalidArgumentError(absl::StrCat(
-          "model.encoder_unet.encoder_checkpoint: \"", encoder.encoder_checkpoint(),
+          "model.encoder_unet.encoder_checkpoint: \"", ForMessage(encoder.encoder_checkpoint()),
           "\" is a file path; the server takes model.encoder_unet.encoder_job_id, the id of a "
           "classifier job whose best checkpoint becomes the encoder"));
     }
@@ -145,7 +155,10 @@ Status TrainingServiceImpl::CheckAdmissible(const v1::JobSpec& spec) const {
       }
     }
   }
-  return OkStatus();
+  SELENE_RETURN_IF_ERROR(CheckDeviceAvailable(spec.training().device(), options_.devices));
+  // Last: it may walk the data set's folders to count its images.
+  return CheckJobMemory(spec, data_folder, options_.max_job_memory_bytes,
+                        options_.max_job_memory_origin);
 }
 
 StatusOr<bool> TrainingServiceImpl::QueuedWithRequestId(const std::string& request_id) const {
@@ -161,7 +174,19 @@ StatusOr<bool> TrainingServiceImpl::QueuedWithRequestId(const std::string& reque
   return false;
 }
 
+void TrainingServiceImpl::SetReadOnly(std::string reason) {
+  absl::MutexLock lock(&read_only_mu_);
+  read_only_reason_ = std::move(reason);
+}
+
+Status TrainingServiceImpl::CheckWritable() const {
+  absl::MutexLock lock(&read_only_mu_);
+  if (read_only_reason_.empty()) return OkStatus();
+  return absl::UnavailableError(absl::StrCat("selene-server is read-only: ", read_only_reason_));
+}
+
 StatusOr<v1::SubmitJobResponse> TrainingServiceImpl::Submit(const v1::SubmitJobRequest& request) {
+  SELENE_RETURN_IF_ERROR(CheckWritable());
   if (!request.has_spec()) return InvalidArgumentError("spec: required");
   SELENE_RETURN_IF_ERROR(CheckAdmissible(request.spec()));
 
@@ -227,6 +252,8 @@ grpc::ServerUnaryReactor* TrainingServiceImpl::ListJobs(grpc::CallbackServerCont
           "ListJobs",
           [&]() -> StatusOr<v1::ListJobsResponse> {
             SELENE_RETURN_IF_ERROR(Authenticate(*context));
+            SELENE_RETURN_IF_ERROR(
+                CheckEnumFilter("state", request->state(), v1::JobState_descriptor()));
             SELENE_ASSIGN_OR_RETURN(
                 jobs::JobPage page,
                 store_->List(request->state(), request->page_size(), request->page_token()));
@@ -239,6 +266,7 @@ grpc::ServerUnaryReactor* TrainingServiceImpl::ListJobs(grpc::CallbackServerCont
 }
 
 StatusOr<v1::Job> TrainingServiceImpl::Cancel(const v1::CancelJobRequest& request) {
+  SELENE_RETURN_IF_ERROR(CheckWritable());
   SELENE_RETURN_IF_ERROR(RequireJobId(request.job_id()));
   return scheduler_->Cancel(request.job_id(), request.reason());
 }

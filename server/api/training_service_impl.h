@@ -1,12 +1,15 @@
 // selene.v1.TrainingService over the job store and scheduler: admission (spec validation with
-// field paths, data path confined to the data root, encoder job known, queue limit) then the
-// scheduler; job queries; WatchJob streams (JobWatcher); artifacts listed with their SHA-256 and
-// downloaded in 1 MiB chunks from any offset; cross-run comparison from run_summary.json.
+// field paths, data path confined to the data root, encoder job known, a device the server has,
+// estimated memory within the limit, queue limit) then the scheduler; job queries; WatchJob
+// streams (JobWatcher); artifacts listed with their SHA-256 and downloaded in 1 MiB chunks from
+// any offset; cross-run comparison from run_summary.json.
 // Protos in, protos out: every error is a selene::Status until ToGrpcStatus at the very end.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include <grpcpp/server_context.h>
 #include <grpcpp/support/server_callback.h>
@@ -29,6 +32,17 @@ struct TrainingServiceOptions {
   std::string state_dir;  // job folders are <state_dir>/jobs/<id>
   std::string data_root;  // data.path of file data sets must resolve inside it
   int queue_limit = 100;  // QUEUED jobs at most; a submit beyond is RESOURCE_EXHAUSTED
+  // Non-empty: the server started read-only (its disk is full) for this reason; SubmitJob and
+  // CancelJob are UNAVAILABLE saying so, queries and downloads work.
+  std::string read_only_reason;
+  // The devices jobs train on (DevicePool::devices(), canonical: "cpu", "cuda:0", ...). A spec
+  // whose training.device names another is refused; empty = no device check.
+  std::vector<std::string> devices;
+  // A job whose estimated memory (server/jobs/memory_estimate.h) exceeds this many bytes is
+  // refused with RESOURCE_EXHAUSTED; 0 = no limit.
+  int64_t max_job_memory_bytes = 0;
+  // How the limit was set, for that refusal's message.
+  std::string max_job_memory_origin = "--max_job_memory_mb";
 };
 
 class TrainingServiceImpl final : public v1::TrainingService::CallbackService {
@@ -64,19 +78,25 @@ class TrainingServiceImpl final : public v1::TrainingService::CallbackService {
                                         const v1::CompareJobsRequest* request,
                                         v1::CompareJobsResponse* response) override;
 
-  // For a graceful stop, before the server's own Shutdown: open watches end with UNAVAILABLE
-  // naming the sequence to resume from (they would otherwise hold the drain until its deadline),
-  // and new watches are refused. Unary calls and downloads keep working until the server stops.
+  // For a graceful stop, before the server's own Shutdown: every new call is refused with
+  // UNAVAILABLE "selene-server is shutting down" (calls already running, downloads included,
+  // carry on), and open watches end with UNAVAILABLE naming the sequence to resume from (they
+  // would otherwise hold the drain until its deadline).
   void Shutdown();
 
   int active_watches() const { return watcher_.active_watches(); }
 
+  // Goes read-only (see TrainingServiceOptions::read_only_reason) after it was built.
+  void SetReadOnly(std::string reason) ABSL_LOCKS_EXCLUDED(read_only_mu_);
+
  private:
+  // Every call's entry check: refused while draining (Shutdown), then the bearer token.
   Status Authenticate(const grpc::CallbackServerContext& context) const;
 
   StatusOr<v1::SubmitJobResponse> Submit(const v1::SubmitJobRequest& request)
       ABSL_LOCKS_EXCLUDED(submit_mu_);
   Status CheckAdmissible(const v1::JobSpec& spec) const;
+  Status CheckWritable() const;
   // Whether a QUEUED job carries `request_id` (a retried submit is answered even when full).
   StatusOr<bool> QueuedWithRequestId(const std::string& request_id) const;
   StatusOr<v1::Job> Cancel(const v1::CancelJobRequest& request);
@@ -89,6 +109,9 @@ class TrainingServiceImpl final : public v1::TrainingService::CallbackService {
   const TrainingServiceOptions options_;
   ArtifactIndex artifacts_;
   JobWatcher watcher_;
+  std::atomic<bool> draining_{false};  // set by Shutdown
+  mutable absl::Mutex read_only_mu_;
+  std::string read_only_reason_ ABSL_GUARDED_BY(read_only_mu_);
   // Held from counting the queue to the submit, so concurrent submits cannot overshoot the limit.
   absl::Mutex submit_mu_;
 };

@@ -50,7 +50,9 @@ bool AllEqual(const cv::Mat& ids, int64_t value) {
 }  // namespace
 
 StatusOr<DecodedSet> DecodeScan(const DatasetScan& scan, int64_t ignore_index, int threads,
-                                const std::function<void(int64_t, int64_t)>& on_progress) {
+                                const std::function<void(int64_t, int64_t)>& on_progress,
+                                const std::atomic<bool>* stop) {
+  const auto stopped = [stop] { return stop != nullptr && stop->load(); };
   const int64_t n = static_cast<int64_t>(scan.items.size());
   const int64_t s = scan.storage_size;
   const int64_t plane = s * s;
@@ -119,7 +121,14 @@ StatusOr<DecodedSet> DecodeScan(const DatasetScan& scan, int64_t ignore_index, i
     results.size[i] = SizeText(*image);
     return "";
   };
-  const std::vector<std::string> reasons = DecodeInParallel(n, threads, decode_one, on_progress);
+  const auto decode_unless_stopped = [&](int64_t i) -> std::string {
+    return stopped() ? "not decoded: the load was cancelled" : decode_one(i);
+  };
+  const std::vector<std::string> reasons =
+      DecodeInParallel(n, threads, decode_unless_stopped, on_progress);
+  if (stopped()) {
+    return CancelledError(absl::StrCat("cancelled while decoding ", scan.folder));
+  }
 
   // Label ids outside the class count mean the request (or the data) is wrong: refuse loudly.
   std::vector<std::string> bad;

@@ -194,8 +194,8 @@ StatusOr<LoadedDataset> Load(const DatasetOptions& options) {
   if (hit) {
     if (progress) progress(total, total);
   } else {
-    SELENE_ASSIGN_OR_RETURN(
-        decoded, DecodeScan(scan, options.ignore_index, options.decode_threads, progress));
+    SELENE_ASSIGN_OR_RETURN(decoded, DecodeScan(scan, options.ignore_index, options.decode_threads,
+                                                progress, options.stop));
     if (!cache_path.empty() && decoded.size() > 0) {
       const Status saved = SaveDecodedCache(cache_path, key, decoded);
       if (!saved.ok()) summary.warnings.push_back(std::string(saved.message()));

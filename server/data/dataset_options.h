@@ -3,6 +3,7 @@
 // entry points are in dataset_loader.h.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -43,6 +44,9 @@ struct DatasetOptions {
   std::string cache_dir;        // "" = no on-disk cache
   // Called on the calling thread every ~2% of the files decoded; may be empty.
   std::function<void(const DecodeProgress&)> on_progress;
+  // Checked before every file is decoded: once set, the load stops within one file's decoding
+  // and returns Cancelled (nothing is cached). May be null.
+  const std::atomic<bool>* stop = nullptr;
 };
 
 }  // namespace selene::data

@@ -10,6 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/durable_file.h"
 
 namespace selene::data {
 namespace {
@@ -58,12 +59,19 @@ class Checksum {
   uint64_t h_ = 0x243f6a8885a308d3ull;
 };
 
+// Appends to a durable file and checksums what it wrote; the first write error is kept and the
+// rest of the writes are skipped.
 class Writer {
  public:
-  explicit Writer(std::ofstream* out) : out_(out) {}
+  explicit Writer(DurableFileWriter* out) : out_(out) {}
+  void Raw(const void* data, size_t size) {
+    if (status_.ok()) {
+      status_ = out_->Append(std::string_view(static_cast<const char*>(data), size));
+    }
+  }
   void Bytes(const void* data, size_t size) {
     checksum_.Add(data, size);
-    out_->write(static_cast<const char*>(data), static_cast<std::streamsize>(size));
+    Raw(data, size);
   }
   template <typename T>
   void Pod(T value) {
@@ -78,10 +86,12 @@ class Writer {
     for (const std::string& item : items) String(item);
   }
   uint64_t checksum() const { return checksum_.value(); }
+  const Status& status() const { return status_; }
 
  private:
-  std::ofstream* out_;
+  DurableFileWriter* out_;
   Checksum checksum_;
+  Status status_;
 };
 
 // Reads with bounds checks against the file size, so a damaged length never allocates wildly.
@@ -273,56 +283,40 @@ Status SaveCache(const std::string& path, const CacheKey& key, const DecodedSet&
           "cannot create cache folder ", target.parent_path().string(), ": ", error.message()));
     }
   }
-  static std::atomic<uint64_t> counter{0};
-  const std::string temp = absl::StrCat(path, ".tmp.", getpid(), ".", counter.fetch_add(1));
   const torch::Tensor images = set.images.contiguous();
   const torch::Tensor targets = set.targets.contiguous();
   const int32_t kind = targets.dim() == 1                       ? kLabels
                        : targets.scalar_type() == torch::kUInt8 ? kBinaryMasks
                                                                 : kIdMasks;
-  {
-    std::ofstream out(temp, std::ios::binary | std::ios::trunc);
-    if (!out) return absl::UnavailableError(absl::StrCat("cannot write cache file ", temp));
-    out.write(kMagic, 8);
-    Writer writer(&out);
-    writer.Pod<uint32_t>(kVersion);
-    writer.String(key.content);
-    writer.Pod<int64_t>(images.size(0));
-    writer.Pod<int64_t>(images.size(1));
-    writer.Pod<int64_t>(images.size(2));
-    writer.Pod<int32_t>(kind);
-    writer.Bytes(images.data_ptr(), images.nbytes());
-    writer.Bytes(targets.data_ptr(), targets.nbytes());
-    writer.Strings(set.names);
-    writer.Bytes(set.in_val.data(), set.in_val.size());
-    writer.Strings(set.unreadable);
-    writer.Strings(set.warnings);
-    writer.Pod<uint64_t>(set.image_sizes.size());
-    for (const auto& [size, count] : set.image_sizes) {
-      writer.String(size);
-      writer.Pod<int64_t>(count);
-    }
-    writer.Pod<int64_t>(set.empty_masks);
-    writer.Strings(set.empty_mask_examples);
-    writer.Pod<int64_t>(set.unmatched_colour_pixels);
-    const uint64_t checksum = writer.checksum();
-    out.write(reinterpret_cast<const char*>(&checksum), 8);
-    out.write(kEndMagic, 8);
-    out.flush();
-    if (!out) {
-      out.close();
-      fs::remove(temp, error);
-      return absl::UnavailableError(absl::StrCat("writing cache file ", temp, " failed"));
-    }
+  StatusOr<DurableFileWriter> file = DurableFileWriter::Open(path);
+  if (!file.ok()) return file.status();
+  Writer writer(&*file);
+  writer.Raw(kMagic, 8);
+  writer.Pod<uint32_t>(kVersion);
+  writer.String(key.content);
+  writer.Pod<int64_t>(images.size(0));
+  writer.Pod<int64_t>(images.size(1));
+  writer.Pod<int64_t>(images.size(2));
+  writer.Pod<int32_t>(kind);
+  writer.Bytes(images.data_ptr(), images.nbytes());
+  writer.Bytes(targets.data_ptr(), targets.nbytes());
+  writer.Strings(set.names);
+  writer.Bytes(set.in_val.data(), set.in_val.size());
+  writer.Strings(set.unreadable);
+  writer.Strings(set.warnings);
+  writer.Pod<uint64_t>(set.image_sizes.size());
+  for (const auto& [size, count] : set.image_sizes) {
+    writer.String(size);
+    writer.Pod<int64_t>(count);
   }
-  fs::rename(temp, path, error);
-  if (error) {
-    std::error_code ignored;
-    fs::remove(temp, ignored);
-    return absl::UnavailableError(
-        absl::StrCat("cannot rename ", temp, " to ", path, ": ", error.message()));
-  }
-  return OkStatus();
+  writer.Pod<int64_t>(set.empty_masks);
+  writer.Strings(set.empty_mask_examples);
+  writer.Pod<int64_t>(set.unmatched_colour_pixels);
+  const uint64_t checksum = writer.checksum();
+  writer.Raw(&checksum, 8);
+  writer.Raw(kEndMagic, 8);
+  SELENE_RETURN_IF_ERROR(writer.status());
+  return file->Commit();
 }
 
 }  // namespace

@@ -17,6 +17,7 @@
 #include <malloc.h>
 #endif
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "server/jobs/job_spec.h"
@@ -151,6 +152,8 @@ class ProgressRecorder {
 
   // The first failure to record anything: the job's history would be incomplete.
   const Status& status() const { return status_; }
+  int64_t best_epoch() const { return best_epoch_; }  // 0-based; -1 before any
+  double best_value() const { return best_value_; }
 
  private:
   void Keep(Status status) {
@@ -191,6 +194,7 @@ class JobRun {
 
   RunOutcome Run() {
     const Clock::time_point started = Clock::now();
+    RemoveTemporaryFiles();
     StatusOr<v1::JobSpec> spec = ServerSpec();
     if (!spec.ok()) return RunOutcome::Failed(std::string(spec.status().message()));
     StatusOr<TrainingPlan> planned = PlanTraining(*spec);
@@ -204,10 +208,12 @@ class JobRun {
     if (stop_.requested()) return Stopped();
 
     DataLoadOptions load;
+    load.stop = &stop_.flag();
     load.decode_threads = options_.decode_threads;
     load.cache_dir = options_.cache_dir.empty() ? (fs::path(options_.state_dir) / "cache").string()
                                                 : options_.cache_dir;
     StatusOr<TrainingData> loaded = LoadTrainingData(plan.data, options_.data_root, load);
+    if (stop_.requested()) return Stopped();
     if (!loaded.ok()) return RunOutcome::Failed(std::string(loaded.status().message()));
     const train::TrainValSplit& data = loaded->split;
     if (Status fits = CheckDataFitsPlan(plan, data); !fits.ok()) {
@@ -235,16 +241,42 @@ class JobRun {
     plan.trainer.resume = true;
     ProgressRecorder recorder(store_, job_.id(), plan, options_.progress_interval, restored);
     train::TrainerCallbacks callbacks;
-    callbacks.on_step = [this, &recorder](const train::StepProgress& p) {
+    // The trainer stops at its next step when the scheduler asks (cancel, shutdown) or when
+    // the job's progress can no longer be recorded (a full disk): training on would produce
+    // epochs nobody could see or resume.
+    std::atomic<bool> halt(stop_.requested());
+    Status recording;
+    train::TrainResult so_far;
+    so_far.history = restored.history;
+    callbacks.on_step = [this, &recorder, &halt](const train::StepProgress& p) {
       recorder.OnStep(p);
       if (options_.on_training_step) {
         options_.on_training_step({job_.id(), device_, p.images, p.seconds});
       }
+      if (stop_.requested()) halt.store(true);
     };
-    callbacks.on_epoch = [&recorder](const train::EpochRecord& r) { recorder.OnEpoch(r); };
+    callbacks.on_epoch = [&](const train::EpochRecord& r) {
+      recorder.OnEpoch(r);
+      // Kept up to date after every epoch, so a crash or a cancel leaves the report so far.
+      so_far.history.push_back(r);
+      so_far.best_epoch = recorder.best_epoch();
+      so_far.best_value = recorder.best_value();
+      const double seconds = restored_seconds + SecondsBetween(started, Clock::now());
+      if (Status s = WriteProgressReport(dir_, RunName(), plan, network, *loaded, so_far, seconds);
+          !s.ok() && recording.ok()) {
+        recording = std::move(s);
+      }
+      if (!recorder.status().ok() && recording.ok()) {
+        recording = Status(
+            recorder.status().code(),
+            absl::StrCat("recording progress in the job store: ", recorder.status().message()));
+      }
+      if (!recording.ok() || stop_.requested()) halt.store(true);
+    };
     train::Trainer trainer(network, plan.trainer);
-    StatusOr<train::TrainResult> result = trainer.Run(data, callbacks, &stop_.flag());
+    StatusOr<train::TrainResult> result = trainer.Run(data, callbacks, &halt);
     if (!result.ok()) return RunOutcome::Failed(std::string(result.status().message()));
+    if (!recording.ok()) return RunOutcome::Failed(std::string(recording.message()));
     if (!recorder.status().ok()) {
       return RunOutcome::Failed(
           absl::StrCat("recording progress in the job store: ", recorder.status().message()));
@@ -265,9 +297,13 @@ class JobRun {
       }
       return outcome;
     }
-    if (Status s = WriteRunResults(dir_, RunName(), plan, network, *loaded, *result, total_seconds)
+    if (Status s = WriteRunResults(dir_, RunName(), plan, network, *loaded, *result, total_seconds,
+                                   &stop_.flag())
                        .status();
         !s.ok()) {
+      // Stopped while writing the report: an interrupted job writes it when it resumes (its
+      // training is done), a cancelled one keeps the files written so far.
+      if (stop_.requested()) return Stopped();
       return RunOutcome::Failed(std::string(s.message()));
     }
     return RunOutcome::Succeeded();
@@ -304,6 +340,20 @@ class JobRun {
       encoder->clear_encoder_job_id();
     }
     return spec;
+  }
+
+  // A process killed while writing a file leaves its temporary file (DurableFileWriter's
+  // "<name>.tmp-<pid>-<n>", or an older build's "<name>.tmp"); on a nearly full disk that alone
+  // could fail the run again. Only this job writes in its folder, so whatever is there is stale.
+  void RemoveTemporaryFiles() const {
+    std::error_code error;
+    for (fs::directory_iterator it(dir_, error), end; !error && it != end; it.increment(error)) {
+      const std::string name = it->path().filename().string();
+      if (name.find(".tmp-") != std::string::npos || absl::EndsWith(name, ".tmp")) {
+        std::error_code ignored;
+        fs::remove(it->path(), ignored);
+      }
+    }
   }
 
   std::string RunName() const {

@@ -20,6 +20,7 @@
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "common/text_limits.h"
 
 namespace selene::jobs {
 namespace {
@@ -266,8 +267,16 @@ bool SetScalar(pb::Message* message, const pb::FieldDescriptor* field, absl::str
 
 class Errors {
  public:
+  // A spec with 100000 repeated entries can have as many problems; past the first few dozen
+  // they only make the message too long to send back.
+  static constexpr size_t kMaxListed = 50;
+
   void Add(absl::string_view path, absl::string_view reason) {
-    errors_.push_back(absl::StrCat(path, ": ", reason));
+    if (errors_.size() < kMaxListed) {
+      errors_.push_back(absl::StrCat(path, ": ", reason));
+    } else {
+      ++unlisted_;
+    }
   }
   void AtLeast(absl::string_view path, double value, double low) {
     if (!(value >= low)) Add(path, absl::StrCat(value, " must be >= ", low));
@@ -285,13 +294,22 @@ class Errors {
                              high_open ? ")" : "]"));
     }
   }
+  // Integer bounds, printed as integers ("1000000000000 must be <= 100000").
+  void IntInRange(absl::string_view path, int64_t value, int64_t low, int64_t high) {
+    if (value < low) Add(path, absl::StrCat(value, " must be >= ", low));
+    if (value > high) Add(path, absl::StrCat(value, " must be <= ", high));
+  }
+  bool empty() const { return errors_.empty(); }
   Status ToStatus() const {
     if (errors_.empty()) return OkStatus();
-    return InvalidArgumentError(absl::StrJoin(errors_, "; "));
+    return InvalidArgumentError(
+        absl::StrCat(absl::StrJoin(errors_, "; "),
+                     unlisted_ > 0 ? absl::StrCat("; and ", unlisted_, " more") : ""));
   }
 
  private:
   std::vector<std::string> errors_;
+  int64_t unlisted_ = 0;
 };
 
 // Proto3 enums are open: JSON or the wire may carry numbers no value has.
@@ -314,6 +332,44 @@ void CheckEnumsDefined(const pb::Message& message, const std::string& path, Erro
           errors.Add(field_path,
                      absl::StrCat(number, " is not one of ", EnumChoices(field->enum_type())));
         }
+      }
+    }
+  }
+}
+
+// NaN and infinities pass or fail range checks by accident (NaN fails "> 0" but inf passes it)
+// and poison training at run time; JSON ("Infinity", "NaN") and the wire can carry them. Every
+// float and double of the tree is checked, repeated fields and nested messages included.
+void CheckFinite(const pb::Message& message, const std::string& path, Errors& errors) {
+  const pb::Reflection* reflection = message.GetReflection();
+  std::vector<const pb::FieldDescriptor*> fields;
+  reflection->ListFields(message, &fields);
+  for (const pb::FieldDescriptor* field : fields) {
+    const std::string field_path = JoinPath(path, field->name());
+    const int count = field->is_repeated() ? reflection->FieldSize(message, field) : 1;
+    for (int i = 0; i < count; ++i) {
+      const std::string element =
+          field->is_repeated() ? absl::StrCat(field_path, "[", i, "]") : field_path;
+      double value = 0;
+      switch (field->cpp_type()) {
+        case pb::FieldDescriptor::CPPTYPE_MESSAGE:
+          CheckFinite(field->is_repeated() ? reflection->GetRepeatedMessage(message, field, i)
+                                           : reflection->GetMessage(message, field),
+                      element, errors);
+          continue;
+        case pb::FieldDescriptor::CPPTYPE_DOUBLE:
+          value = field->is_repeated() ? reflection->GetRepeatedDouble(message, field, i)
+                                       : reflection->GetDouble(message, field);
+          break;
+        case pb::FieldDescriptor::CPPTYPE_FLOAT:
+          value = field->is_repeated() ? reflection->GetRepeatedFloat(message, field, i)
+                                       : reflection->GetFloat(message, field);
+          break;
+        default:
+          continue;
+      }
+      if (!std::isfinite(value)) {
+        errors.Add(element, absl::StrCat(value, " is not a finite number"));
       }
     }
   }
@@ -358,17 +414,20 @@ bool IsDiceLoss(v1::LossKind kind) {
 }
 
 // Product of the classifier's strides: the input size must be a multiple for an encoder U-Net.
+// Strides other than 1 and 2 are reported by ValidateClassifier and count as 1 here, so the
+// product stays small (at most 2^5) whatever the spec holds.
 int64_t TotalStride(const v1::ClassifierSpec& spec) {
-  int64_t stride = std::max<int64_t>(spec.stem_stride(), 1);
-  for (int64_t s : spec.stage_strides()) stride *= std::max<int64_t>(s, 1);
+  const auto valid = [](int64_t s) { return s == 2 ? int64_t{2} : int64_t{1}; };
+  int64_t stride = valid(spec.stem_stride());
+  for (int64_t s : spec.stage_strides()) stride *= valid(s);
   return stride;
 }
 
 void ValidateClassifier(const v1::ClassifierSpec& c, const std::string& path, bool as_encoder,
                         Errors& errors) {
-  errors.AtLeast(path + ".in_channels", c.in_channels(), 1);
-  if (!as_encoder) errors.AtLeast(path + ".num_classes", c.num_classes(), 2);
-  errors.AtLeast(path + ".stem_width", c.stem_width(), 1);
+  errors.IntInRange(path + ".in_channels", c.in_channels(), 1, kMaxInChannels);
+  if (!as_encoder) errors.IntInRange(path + ".num_classes", c.num_classes(), 2, kMaxClasses);
+  errors.IntInRange(path + ".stem_width", c.stem_width(), 1, kMaxWidth);
   if (c.stem_stride() != 1 && c.stem_stride() != 2) {
     errors.Add(path + ".stem_stride", absl::StrCat(c.stem_stride(), " must be 1 or 2"));
   }
@@ -386,8 +445,10 @@ void ValidateClassifier(const v1::ClassifierSpec& c, const std::string& path, bo
     }
     for (int i = 0; i < values.size(); ++i) {
       const std::string element = absl::StrCat(field, "[", i, "]");
-      if (absl::string_view(stage.first) != "stage_strides") {
-        errors.AtLeast(element, values.Get(i), 1);
+      if (absl::string_view(stage.first) == "stage_widths") {
+        errors.IntInRange(element, values.Get(i), 1, kMaxWidth);
+      } else if (absl::string_view(stage.first) == "stage_blocks") {
+        errors.IntInRange(element, values.Get(i), 1, kMaxStageBlocks);
       } else if (values.Get(i) != 1 && values.Get(i) != 2) {
         errors.Add(element, absl::StrCat(values.Get(i), " must be 1 or 2"));
       }
@@ -405,6 +466,8 @@ void ValidateOutChannels(const std::string& path, int64_t out_channels, v1::Task
   } else if (task == v1::TASK_MULTICLASS_SEGMENTATION) {
     if (out_channels < 2) {
       errors.Add(path, absl::StrCat(out_channels, " must be >= 2 for multiclass_segmentation"));
+    } else if (out_channels > kMaxClasses) {
+      errors.Add(path, absl::StrCat(out_channels, " must be <= ", kMaxClasses));
     } else if (classes > 0 && out_channels != classes) {
       errors.Add(path,
                  absl::StrCat(out_channels, " does not match the data's ", classes, " classes"));
@@ -454,7 +517,7 @@ std::string MonitorChoices(v1::Task task) {
 }
 
 bool IsValidDevice(const std::string& device) {
-  if (device == "cpu" || device == "cuda") return true;
+  if (device == "cpu" || device == "cuda" || device == kAnyDevice) return true;
   absl::string_view rest = device;
   if (!absl::ConsumePrefix(&rest, "cuda:") || rest.empty()) return false;
   for (char c : rest) {
@@ -500,10 +563,12 @@ void ValidateModel(const v1::JobSpec& spec, int64_t classes, Errors& errors) {
       if (task == v1::TASK_CLASSIFICATION) {
         errors.Add("model.unet", "a U-Net needs a segmentation task, not classification");
       }
-      errors.AtLeast("model.unet.in_channels", u.in_channels(), 1);
+      errors.IntInRange("model.unet.in_channels", u.in_channels(), 1, kMaxInChannels);
       ValidateOutChannels("model.unet.out_channels", u.out_channels(), task, classes, errors);
-      errors.AtLeast("model.unet.base_width", u.base_width(), 1);
-      if (u.max_width() != 0 && !(u.max_width() >= u.base_width())) {
+      errors.IntInRange("model.unet.base_width", u.base_width(), 1, kMaxWidth);
+      if (u.max_width() > kMaxWidth) {
+        errors.IntInRange("model.unet.max_width", u.max_width(), 0, kMaxWidth);
+      } else if (u.max_width() != 0 && !(u.max_width() >= u.base_width())) {
         errors.Add(
             "model.unet.max_width",
             absl::StrCat(u.max_width(), " must be 0 (no cap) or >= base_width ", u.base_width()));
@@ -523,8 +588,10 @@ void ValidateModel(const v1::JobSpec& spec, int64_t classes, Errors& errors) {
       }
       ValidateClassifier(e.encoder(), path + ".encoder", /*as_encoder=*/true, errors);
       ValidateOutChannels(path + ".out_channels", e.out_channels(), task, classes, errors);
-      errors.AtLeast(path + ".decoder_base_width", e.decoder_base_width(), 1);
-      if (e.decoder_max_width() != 0 && !(e.decoder_max_width() >= e.decoder_base_width())) {
+      errors.IntInRange(path + ".decoder_base_width", e.decoder_base_width(), 1, kMaxWidth);
+      if (e.decoder_max_width() > kMaxWidth) {
+        errors.IntInRange(path + ".decoder_max_width", e.decoder_max_width(), 0, kMaxWidth);
+      } else if (e.decoder_max_width() != 0 && !(e.decoder_max_width() >= e.decoder_base_width())) {
         errors.Add(path + ".decoder_max_width",
                    absl::StrCat(e.decoder_max_width(), " must be 0 (no cap) or >= ",
                                 "decoder_base_width ", e.decoder_base_width()));
@@ -606,12 +673,13 @@ void ValidateData(const v1::JobSpec& spec, int64_t classes, Errors& errors) {
     if (d.path().empty()) {
       errors.Add("data.path", absl::StrCat("required for ", kind));
     } else if (absl::StartsWith(d.path(), "/")) {
-      errors.Add("data.path", absl::StrCat("\"", d.path(), "\" must be relative to the data root"));
+      errors.Add("data.path",
+                 absl::StrCat("\"", ForMessage(d.path()), "\" must be relative to the data root"));
     } else {
       for (absl::string_view part : absl::StrSplit(d.path(), '/')) {
         if (part == "..") {
-          errors.Add("data.path",
-                     absl::StrCat("\"", d.path(), "\" must stay inside the data root (no '..')"));
+          errors.Add("data.path", absl::StrCat("\"", ForMessage(d.path()),
+                                               "\" must stay inside the data root (no '..')"));
           break;
         }
       }
@@ -628,12 +696,15 @@ void ValidateData(const v1::JobSpec& spec, int64_t classes, Errors& errors) {
                                               "not ",
                                               kind));
   }
+  if (d.class_ids_size() > kMaxClasses) {
+    errors.Add("data.class_ids", absl::StrCat(d.class_ids_size(), " names, at most ", kMaxClasses));
+  }
   std::set<std::string> seen;
   for (const std::string& id : d.class_ids()) {
     if (id.empty()) {
       errors.Add("data.class_ids", "contains an empty name");
     } else if (!seen.insert(id).second) {
-      errors.Add("data.class_ids", absl::StrCat("\"", id, "\" appears twice"));
+      errors.Add("data.class_ids", absl::StrCat("\"", ForMessage(id), "\" appears twice"));
     }
   }
   if (d.has_num_classes()) {
@@ -647,7 +718,7 @@ void ValidateData(const v1::JobSpec& spec, int64_t classes, Errors& errors) {
     } else if (d.kind() == v1::DATA_KIND_TINY_IMAGENET) {
       errors.InRange("data.num_classes", n, 2, 200, false, false);
     } else if (task != v1::TASK_BINARY_SEGMENTATION) {
-      errors.AtLeast("data.num_classes", n, 2);
+      errors.IntInRange("data.num_classes", n, 2, kMaxClasses);
     }
   } else if (!named && task == v1::TASK_MULTICLASS_SEGMENTATION && classes == 0) {
     errors.Add("data.num_classes", absl::StrCat("required for multiclass_segmentation on ", kind,
@@ -660,15 +731,15 @@ void ValidateData(const v1::JobSpec& spec, int64_t classes, Errors& errors) {
   if (d.has_num_samples() && !synthetic) {
     errors.Add("data.num_samples", absl::StrCat("only for synthetic data, not ", kind));
   }
-  errors.InRange("data.image_size", d.image_size(), 8, 4096, false, false);
+  errors.IntInRange("data.image_size", d.image_size(), kMinImageSize, kMaxImageSize);
   if (d.has_validation_fraction()) {
     errors.InRange("data.validation_fraction", d.validation_fraction(), 0, 1, true, true);
   }
   if (synthetic) {
     const int64_t n = d.num_samples();
     const double fraction = d.validation_fraction();
-    if (!(n >= 2)) {
-      errors.Add("data.num_samples", absl::StrCat(n, " must be >= 2"));
+    if (n < 2 || n > kMaxNumSamples) {
+      errors.IntInRange("data.num_samples", n, 2, kMaxNumSamples);
     } else if (fraction > 0 && fraction < 1 &&
                (std::floor(n * fraction) < 1 || n - std::ceil(n * fraction) < 1)) {
       errors.Add("data.num_samples", absl::StrCat(n, " with validation_fraction ", fraction,
@@ -719,8 +790,8 @@ void ValidateData(const v1::JobSpec& spec, int64_t classes, Errors& errors) {
 void ValidateTraining(const v1::JobSpec& spec, int64_t classes, Errors& errors) {
   const v1::TrainingSpec& t = spec.training();
   const v1::Task task = spec.task();
-  errors.AtLeast("training.epochs", t.epochs(), 1);
-  errors.AtLeast("training.batch_size", t.batch_size(), 1);
+  errors.IntInRange("training.epochs", t.epochs(), 1, kMaxEpochs);
+  errors.IntInRange("training.batch_size", t.batch_size(), 1, kMaxBatchSize);
 
   // Optimizer.
   const v1::OptimizerSpec& o = t.optimizer();
@@ -884,8 +955,9 @@ void ValidateTraining(const v1::JobSpec& spec, int64_t classes, Errors& errors) 
   // The rest.
   errors.AtLeast("training.grad_clip_norm", t.grad_clip_norm(), 0);
   if (task != v1::TASK_UNSPECIFIED && !IsKnownMonitor(t.monitor(), task)) {
-    errors.Add("training.monitor", absl::StrCat("\"", t.monitor(), "\" is not a metric of ",
-                                                TaskName(task), " (", MonitorChoices(task), ")"));
+    errors.Add("training.monitor",
+               absl::StrCat("\"", ForMessage(t.monitor()), "\" is not a metric of ", TaskName(task),
+                            " (", MonitorChoices(task), ")"));
   } else if (t.monitor() == "top5" && classes > 0 && classes < 5) {
     errors.Add("training.monitor",
                absl::StrCat("top5 needs at least 5 classes, the data has ", classes));
@@ -900,7 +972,8 @@ void ValidateTraining(const v1::JobSpec& spec, int64_t classes, Errors& errors) 
     errors.AtLeast("training.early_stopping.min_delta", es.min_delta(), 0);
   }
   if (!IsValidDevice(t.device())) {
-    errors.Add("training.device", absl::StrCat("\"", t.device(), "\" must be cpu, cuda or cuda:N"));
+    errors.Add("training.device",
+               absl::StrCat("\"", ForMessage(t.device()), "\" must be auto, cpu, cuda or cuda:N"));
   }
   errors.InRange("training.threads", t.threads(), 0, 1024, false, false);
 }
@@ -1242,7 +1315,9 @@ v1::JobSpec ResolveDefaults(const v1::JobSpec& original) {
     if (!es->has_min_delta()) es->set_min_delta(0.0);
   }
   if (!t->has_seed()) t->set_seed(1);
-  if (t->device().empty()) t->set_device("cpu");
+  // "auto" leaves the choice to the server, which overrides the device anyway; a local run has
+  // the CPU.
+  if (t->device().empty() || t->device() == kAnyDevice) t->set_device("cpu");
   if (!t->has_threads()) t->set_threads(0);
   if (t->precision() == v1::PRECISION_UNSPECIFIED) t->set_precision(v1::PRECISION_FP32);
   if (!t->has_channels_last()) t->set_channels_last(true);
@@ -1255,7 +1330,9 @@ v1::JobSpec ResolveDefaults(const v1::JobSpec& original) {
 Status ValidateJobSpec(const v1::JobSpec& original) {
   Errors errors;
   CheckEnumsDefined(original, "", errors);
-  if (!errors.ToStatus().ok()) return errors.ToStatus();  // the checks below assume known values
+  CheckFinite(original, "", errors);
+  // The checks below assume known enum values and finite numbers.
+  if (!errors.empty()) return errors.ToStatus();
   const v1::JobSpec spec = ResolveDefaults(original);
   if (spec.task() == v1::TASK_UNSPECIFIED) {
     errors.Add("task", absl::StrCat("not set (", EnumChoices(v1::Task_descriptor()), ")"));

@@ -17,6 +17,25 @@
 
 namespace selene::jobs {
 
+// Upper bounds ValidateJobSpec enforces, documented in job_spec.proto. They keep every size and
+// count computed from a spec finite and far from int64 overflow; whether a job within them fits
+// a machine is the server's memory check at submit (memory_estimate.h).
+inline constexpr int64_t kMaxEpochs = 100000;
+inline constexpr int64_t kMaxBatchSize = 65536;
+inline constexpr int64_t kMinImageSize = 8;
+inline constexpr int64_t kMaxImageSize = 4096;
+inline constexpr int64_t kMaxNumSamples = 1000000;  // synthetic data sets
+inline constexpr int64_t kMaxClasses = 65536;
+inline constexpr int64_t kMaxInChannels = 64;
+// Any channel width: base widths, their caps, stem and stage widths. Wide enough that a width
+// is refused for the memory it needs on the machine at hand, not by a fixed rule.
+inline constexpr int64_t kMaxWidth = int64_t{1} << 20;
+inline constexpr int64_t kMaxStageBlocks = 1024;
+
+// training.device value that lets the server pick any of its devices (as does an empty one);
+// selene-train runs it on the CPU.
+inline constexpr char kAnyDevice[] = "auto";
+
 // Parses a spec in protobuf's JSON mapping (proto field names or lowerCamelCase). Enum values
 // may be short and in any case ("adamw" for OPTIMIZER_KIND_ADAMW). Errors name `source` (a
 // file name, "spec", ...) and the parser's message. Integers above 2^53 must be JSON strings.
@@ -46,7 +65,9 @@ v1::JobSpec ResolveDefaults(const v1::JobSpec& spec);
 
 // Checks every field of the spec (with its defaults resolved) and returns InvalidArgument
 // listing each problem as "<field path>: <reason>", joined by "; ", e.g.
-// "training.batch_size: 0 must be >= 1; model: no family set (classifier, unet, encoder_unet)".
+// "training.batch_size: 0 must be in [1, 65536]; model: no family set (classifier, unet,
+// encoder_unet)". Unknown enum values and non-finite floats anywhere in the tree are reported
+// first, alone ("training.optimizer.lr: inf is not a finite number").
 Status ValidateJobSpec(const v1::JobSpec& spec);
 
 // The class count the data will have (binary: 1; synthetic_shapes_segmentation: shapes plus

@@ -14,6 +14,7 @@
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "common/text_limits.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "server/jobs/job_spec.h"
 
@@ -292,7 +293,7 @@ std::string MakePageToken(v1::JobState state, int64_t last_seq) {
 StatusOr<int64_t> ParsePageToken(const std::string& token, v1::JobState state) {
   const auto invalid = [&] {
     return absl::InvalidArgumentError(
-        absl::StrCat("page_token \"", token, "\" is not a token ListJobs returned"));
+        absl::StrCat("page_token \"", ForMessage(token), "\" is not a token ListJobs returned"));
   };
   std::string decoded;
   if (!absl::WebSafeBase64Unescape(token, &decoded)) return invalid();
@@ -320,6 +321,45 @@ std::string StateName(v1::JobState state) {
 JobStore::JobStore(std::string path, sqlite3* db) : path_(std::move(path)), db_(db) {}
 
 JobStore::~JobStore() { sqlite3_close(db_); }
+
+StatusOr<std::unique_ptr<JobStore>> JobStore::OpenReadOnly(const std::string& path) {
+  // A URI, so the path's own '?', '#' and '%' must not read as URI syntax.
+  std::string escaped;
+  for (const char c : path) {
+    if (c == '?' || c == '#' || c == '%') {
+      absl::StrAppend(&escaped, "%", absl::Hex(static_cast<unsigned char>(c), absl::kZeroPad2));
+    } else {
+      escaped.push_back(c);
+    }
+  }
+  Status last_error;
+  for (const char* mode : {"mode=ro", "immutable=1"}) {
+    sqlite3* db = nullptr;
+    const std::string uri = absl::StrCat("file:", escaped, "?", mode);
+    const int rc = sqlite3_open_v2(
+        uri.c_str(), &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI | SQLITE_OPEN_NOMUTEX, nullptr);
+    if (rc != SQLITE_OK) {
+      last_error = SqliteError(db, rc, path, "opening read-only");
+      sqlite3_close(db);
+      continue;
+    }
+    std::unique_ptr<JobStore> store(new JobStore(path, db));
+    Statement read(db, path);
+    Status checked = read.Prepare("SELECT version FROM schema_version");
+    StatusOr<bool> row = checked.ok() ? read.Step() : StatusOr<bool>(checked);
+    if (!row.ok()) {
+      last_error = row.status();
+      continue;
+    }
+    if (!*row || read.Int(0) != kSchemaVersion) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("job store ", path, ": schema version ", *row ? read.Int(0) : 0,
+                       " needs a migration, which a read-only store cannot do"));
+    }
+    return store;
+  }
+  return last_error;
+}
 
 StatusOr<std::unique_ptr<JobStore>> JobStore::Open(const std::string& path) {
   sqlite3* db = nullptr;
@@ -428,7 +468,7 @@ StatusOr<v1::Job> JobStore::LoadJobLocked(const std::string& id) {
   SELENE_RETURN_IF_ERROR(select.Prepare("SELECT job, last_event_seq FROM jobs WHERE id = ?"));
   select.BindText(1, id);
   SELENE_ASSIGN_OR_RETURN(bool row, select.Step());
-  if (!row) return absl::NotFoundError(absl::StrCat("job ", id, " not found"));
+  if (!row) return absl::NotFoundError(absl::StrCat("job ", ForMessage(id), " not found"));
   v1::Job job;
   SELENE_RETURN_IF_ERROR(ParseBlob(select.Blob(0), &job, path_, absl::StrCat("job ", id)));
   job.set_last_event_sequence(select.Int(1));
@@ -491,6 +531,7 @@ Status JobStore::TransitionLocked(v1::Job* job, v1::JobState to, const std::stri
     case v1::JOB_STATE_QUEUED:
       // Interrupted: whatever ran wrote checkpoints, and the next run continues from them.
       job->set_resume_from_checkpoint(true);
+      job->set_resumes(job->resumes() + 1);
       job->clear_device();
       break;
     case v1::JOB_STATE_SUCCEEDED:
@@ -536,7 +577,7 @@ StatusOr<SubmitResult> JobStore::Submit(const v1::JobSpec& spec, const std::stri
         if (existing.priority() != priority ||
             !google::protobuf::util::MessageDifferencer::Equals(existing.spec(), spec)) {
           return absl::AlreadyExistsError(
-              absl::StrCat("request_id \"", request_id, "\" was already used for job ",
+              absl::StrCat("request_id \"", ForMessage(request_id), "\" was already used for job ",
                            existing.id(), " with a different spec or priority"));
         }
         result.job = std::move(existing);
@@ -553,8 +594,8 @@ StatusOr<SubmitResult> JobStore::Submit(const v1::JobSpec& spec, const std::stri
       dependency.BindText(1, depends_on);
       SELENE_ASSIGN_OR_RETURN(bool row, dependency.Step());
       if (!row) {
-        return absl::NotFoundError(
-            absl::StrCat("model.encoder_unet.encoder_job_id: job ", depends_on, " not found"));
+        return absl::NotFoundError(absl::StrCat("model.encoder_unet.encoder_job_id: job ",
+                                                ForMessage(depends_on), " not found"));
       }
     }
 
@@ -658,7 +699,7 @@ StatusOr<v1::Job> JobStore::Transition(const std::string& id, v1::JobState to,
                                        const std::string& reason) {
   if (to == v1::JOB_STATE_UNSPECIFIED || !v1::JobState_IsValid(to)) {
     return absl::InvalidArgumentError(
-        absl::StrCat("job ", id, ": cannot move to state ", static_cast<int>(to)));
+        absl::StrCat("job ", ForMessage(id), ": cannot move to state ", static_cast<int>(to)));
   }
   std::vector<v1::JobEvent> events;
   v1::Job job;
@@ -683,8 +724,8 @@ StatusOr<v1::Job> JobStore::Start(const std::string& id, const std::string& devi
     SELENE_RETURN_IF_ERROR(txn.Begin());
     SELENE_ASSIGN_OR_RETURN(job, LoadJobLocked(id));
     if (job.state() != v1::JOB_STATE_QUEUED) {
-      return absl::FailedPreconditionError(absl::StrCat("job ", id, " is ", StateName(job.state()),
-                                                        ", not QUEUED; cannot start it"));
+      return absl::FailedPreconditionError(absl::StrCat(
+          "job ", ForMessage(id), " is ", StateName(job.state()), ", not QUEUED; cannot start it"));
     }
     job.set_device(device);
     SELENE_RETURN_IF_ERROR(TransitionLocked(&job, v1::JOB_STATE_RUNNING,
@@ -721,11 +762,14 @@ StatusOr<v1::Job> JobStore::RequestCancel(const std::string& id, const std::stri
       case v1::JOB_STATE_RUNNING:
         if (job.cancel_requested()) return job;
         job.set_cancel_requested(true);
+        // Kept with the job so the reason survives a crash before the runner stops.
+        job.set_cancel_reason(reason);
         SELENE_RETURN_IF_ERROR(SaveJobLocked(job));
         break;
       default:
-        return absl::FailedPreconditionError(absl::StrCat(
-            "job ", id, " is already ", StateName(job.state()), "; there is nothing to cancel"));
+        return absl::FailedPreconditionError(absl::StrCat("job ", ForMessage(id), " is already ",
+                                                          StateName(job.state()),
+                                                          "; there is nothing to cancel"));
     }
     SELENE_RETURN_IF_ERROR(txn.Commit());
   }
@@ -737,7 +781,7 @@ StatusOr<v1::JobEvent> JobStore::AppendEvent(const std::string& id, const v1::Jo
   if (event.kind_case() == v1::JobEvent::KIND_NOT_SET || event.has_state_change() ||
       event.has_epoch_end()) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "job ", id, ": AppendEvent takes step progress only, not an event of kind \"",
+        "job ", ForMessage(id), ": AppendEvent takes step progress only, not an event of kind \"",
         EventKind(event), "\" (state changes go through Transition, epochs through RecordEpoch)"));
   }
   v1::JobEvent stored;
@@ -747,7 +791,8 @@ StatusOr<v1::JobEvent> JobStore::AppendEvent(const std::string& id, const v1::Jo
     SELENE_RETURN_IF_ERROR(txn.Begin());
     SELENE_ASSIGN_OR_RETURN(v1::Job job, LoadJobLocked(id));
     if (job.state() != v1::JOB_STATE_RUNNING) {
-      return absl::FailedPreconditionError(absl::StrCat("job ", id, " is ", StateName(job.state()),
+      return absl::FailedPreconditionError(absl::StrCat("job ", ForMessage(id), " is ",
+                                                        StateName(job.state()),
                                                         ", not RUNNING; no progress to record"));
     }
     SELENE_ASSIGN_OR_RETURN(stored, InsertEventLocked(&job, event));
@@ -760,8 +805,9 @@ StatusOr<v1::JobEvent> JobStore::AppendEvent(const std::string& id, const v1::Jo
 StatusOr<std::vector<v1::JobEvent>> JobStore::Events(const std::string& id, int64_t after_sequence,
                                                      int64_t limit) {
   if (after_sequence < 0 || limit < 0) {
-    return absl::InvalidArgumentError(absl::StrCat("job ", id, ": after_sequence ", after_sequence,
-                                                   " and limit ", limit, " must be >= 0"));
+    return absl::InvalidArgumentError(absl::StrCat("job ", ForMessage(id), ": after_sequence ",
+                                                   after_sequence, " and limit ", limit,
+                                                   " must be >= 0"));
   }
   absl::MutexLock lock(&mu_);
   // The read and the existence check see one snapshot.
@@ -788,8 +834,8 @@ StatusOr<std::vector<v1::JobEvent>> JobStore::Events(const std::string& id, int6
 
 StatusOr<v1::JobEvent> JobStore::RecordEpoch(const std::string& id, const v1::EpochEnd& epoch) {
   if (epoch.epoch() < 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("job ", id, ": epoch ", epoch.epoch(), " must be >= 1 (epochs are 1-based)"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "job ", ForMessage(id), ": epoch ", epoch.epoch(), " must be >= 1 (epochs are 1-based)"));
   }
   v1::JobEvent stored;
   {
@@ -798,9 +844,9 @@ StatusOr<v1::JobEvent> JobStore::RecordEpoch(const std::string& id, const v1::Ep
     SELENE_RETURN_IF_ERROR(txn.Begin());
     SELENE_ASSIGN_OR_RETURN(v1::Job job, LoadJobLocked(id));
     if (job.state() != v1::JOB_STATE_RUNNING) {
-      return absl::FailedPreconditionError(absl::StrCat("job ", id, " is ", StateName(job.state()),
-                                                        ", not RUNNING; cannot record epoch ",
-                                                        epoch.epoch()));
+      return absl::FailedPreconditionError(
+          absl::StrCat("job ", ForMessage(id), " is ", StateName(job.state()),
+                       ", not RUNNING; cannot record epoch ", epoch.epoch()));
     }
 
     Statement history(db_, path_);
@@ -954,12 +1000,12 @@ StatusOr<std::vector<std::string>> JobStore::RecoverAfterRestart() {
     for (const std::string& id : running) {
       SELENE_ASSIGN_OR_RETURN(v1::Job job, LoadJobLocked(id));
       if (job.cancel_requested()) {
+        const std::string reason = job.cancel_reason().empty() ? "cancelled" : job.cancel_reason();
         SELENE_RETURN_IF_ERROR(TransitionLocked(
             &job, v1::JOB_STATE_CANCELLED,
-            "cancelled; the server restarted before the job had stopped", &events));
+            absl::StrCat(reason, " (the server restarted before the job had stopped)"), &events));
         continue;
       }
-      job.set_resumes(job.resumes() + 1);
       SELENE_RETURN_IF_ERROR(TransitionLocked(&job, v1::JOB_STATE_QUEUED, kRestartReason, &events));
       requeued.push_back(id);
     }

@@ -61,6 +61,12 @@ class JobStore {
   // an error naming the path.
   static StatusOr<std::unique_ptr<JobStore>> Open(const std::string& path);
 
+  // Opens an existing store for reading only, for a server that cannot write (a full disk):
+  // no WAL recovery, no migration, nothing created. Reads work; every write fails
+  // (FailedPrecondition, "readonly database"). When even the WAL's shared-memory file cannot be
+  // made, the file is read as immutable, without commits still in the WAL after a crash.
+  static StatusOr<std::unique_ptr<JobStore>> OpenReadOnly(const std::string& path);
+
   ~JobStore();
   JobStore(const JobStore&) = delete;
   JobStore& operator=(const JobStore&) = delete;
@@ -143,7 +149,8 @@ class JobStore {
 
   // For server start: every RUNNING job (its runner died with the old process) goes back to
   // QUEUED with reason kRestartReason, resumes + 1 and resume_from_checkpoint, and its device
-  // cleared; a RUNNING job with cancel_requested becomes CANCELLED instead. Returns the ids of
+  // cleared (as any RUNNING -> QUEUED move); a RUNNING job with cancel_requested becomes
+  // CANCELLED instead, with its cancel_reason. Returns the ids of
   // the requeued jobs in submission order.
   StatusOr<std::vector<std::string>> RecoverAfterRestart();
 

@@ -1,9 +1,9 @@
 #include "server/jobs/run_outputs.h"
 
 #include <filesystem>
-#include <fstream>
 
 #include "absl/strings/str_cat.h"
+#include "common/durable_file.h"
 #include "server/data/data_summary.h"
 #include "server/jobs/job_spec.h"
 #include "server/report/run_report.h"
@@ -16,11 +16,24 @@ namespace {
 namespace fs = std::filesystem;
 
 Status WriteTextFile(const fs::path& path, const std::string& text) {
-  std::ofstream file(path, std::ios::binary | std::ios::trunc);
-  file << text;
-  file.close();
-  if (!file) return InternalError(absl::StrCat(path.string(), ": cannot write"));
-  return OkStatus();
+  return WriteFileDurably(path.string(), text);
+}
+
+report::RunReportInputs ReportInputs(const std::string& name, const TrainingPlan& plan,
+                                     models::Network network, const TrainingData& data,
+                                     const train::TrainResult& result, double total_seconds) {
+  report::RunReportInputs report;
+  report.name = name;
+  report.resolved_spec = plan.resolved_spec;
+  report.network = std::move(network);
+  report.validation = &data.split.val;
+  report.normalization = plan.trainer.normalization;
+  report.input_size = plan.trainer.input_size;
+  report.device = plan.trainer.device;
+  report.result = result;
+  report.data_summary = data::FormatDataSummary(data.summary);
+  report.total_seconds = total_seconds;
+  return report;
 }
 
 }  // namespace
@@ -38,12 +51,10 @@ Status WriteRunInputs(const std::string& dir, const v1::JobSpec& spec, const Tra
   return WriteTextFile(folder / kClassNamesFile, names);
 }
 
-StatusOr<std::vector<std::string>> WriteRunResults(const std::string& dir, const std::string& name,
-                                                   const TrainingPlan& plan,
-                                                   models::Network network,
-                                                   const TrainingData& data,
-                                                   const train::TrainResult& result,
-                                                   double total_seconds) {
+StatusOr<std::vector<std::string>> WriteRunResults(
+    const std::string& dir, const std::string& name, const TrainingPlan& plan,
+    models::Network network, const TrainingData& data, const train::TrainResult& result,
+    double total_seconds, const std::atomic<bool>* stop) {
   const fs::path folder(dir);
   SELENE_RETURN_IF_ERROR(train::WriteHistoryCsv((folder / "history.csv").string(), result.history));
   SELENE_RETURN_IF_ERROR(
@@ -53,18 +64,25 @@ StatusOr<std::vector<std::string>> WriteRunResults(const std::string& dir, const
   if (fs::exists(folder / "best.pt")) {
     SELENE_RETURN_IF_ERROR(train::LoadCheckpoint((folder / "best.pt").string(), *network));
   }
-  report::RunReportInputs report;
-  report.name = name;
-  report.resolved_spec = plan.resolved_spec;
-  report.network = network;
-  report.validation = &data.split.val;
-  report.normalization = plan.trainer.normalization;
-  report.input_size = plan.trainer.input_size;
-  report.device = plan.trainer.device;
-  report.result = result;
-  report.data_summary = data::FormatDataSummary(data.summary);
-  report.total_seconds = total_seconds;
+  report::RunReportInputs report =
+      ReportInputs(name, plan, std::move(network), data, result, total_seconds);
+  report.stop = stop;
   return report::WriteRunReport(dir, report);
+}
+
+Status WriteProgressReport(const std::string& dir, const std::string& name,
+                           const TrainingPlan& plan, models::Network network,
+                           const TrainingData& data, const train::TrainResult& result,
+                           double total_seconds) {
+  const fs::path folder(dir);
+  SELENE_RETURN_IF_ERROR(train::WriteHistoryCsv((folder / "history.csv").string(), result.history));
+  SELENE_RETURN_IF_ERROR(
+      train::WriteMetricsJson((folder / "metrics.json").string(), result, plan.trainer.monitor));
+  if (result.history.empty()) return OkStatus();
+  report::RunReportInputs report =
+      ReportInputs(name, plan, std::move(network), data, result, total_seconds);
+  report.predictions = false;
+  return report::WriteRunReport(dir, report).status();
 }
 
 }  // namespace selene::jobs

@@ -39,6 +39,7 @@ data::DatasetOptions ToDatasetOptions(const DataRequest& request, const std::str
   options.ignore_index = request.ignore_index;
   options.decode_threads = load.decode_threads;
   options.cache_dir = load.cache_dir;
+  options.stop = load.stop;
   if (load.on_progress) {
     options.on_progress = [callback = load.on_progress](const data::DecodeProgress& progress) {
       callback(progress.done, progress.total);
@@ -47,12 +48,13 @@ data::DatasetOptions ToDatasetOptions(const DataRequest& request, const std::str
   return options;
 }
 
-train::TensorDataset GenerateSynthetic(const DataRequest& request) {
+train::TensorDataset GenerateSynthetic(const DataRequest& request, const std::atomic<bool>* stop) {
   if (request.kind == DataKind::kSyntheticMoon) {
     train::SyntheticMoonOptions options;
     options.count = request.num_samples;
     options.image_size = request.image_size;
     options.seed = request.split_seed;
+    options.stop = stop;
     return train::MakeSyntheticMoon(options);
   }
   train::SyntheticShapesOptions options;
@@ -60,6 +62,7 @@ train::TensorDataset GenerateSynthetic(const DataRequest& request) {
   options.num_classes = request.num_classes;
   options.image_size = request.image_size;
   options.seed = request.split_seed;
+  options.stop = stop;
   return request.kind == DataKind::kSyntheticShapes
              ? train::MakeSyntheticShapes(options)
              : train::MakeSyntheticShapesSegmentation(options);
@@ -124,8 +127,13 @@ StatusOr<TrainingData> LoadTrainingData(const DataRequest& request, const std::s
   }
   try {
     TrainingData result;
-    result.split = train::SplitDataset(GenerateSynthetic(request), request.validation_fraction,
-                                       request.split_seed);
+    train::TensorDataset generated = GenerateSynthetic(request, options.stop);
+    // A stopped generator returns what it had made: not a data set anyone asked for.
+    if (options.stop != nullptr && options.stop->load()) {
+      return CancelledError(
+          absl::StrCat("cancelled while generating data.kind ", DataKindName(request.kind)));
+    }
+    result.split = train::SplitDataset(generated, request.validation_fraction, request.split_seed);
     result.summary = SummarizeSynthetic(request, result.split);
     return result;
   } catch (const std::exception& e) {

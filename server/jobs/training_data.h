@@ -3,6 +3,7 @@
 // by `selene-train --inspect` and saved with every run.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -18,6 +19,9 @@ struct DataLoadOptions {
   int decode_threads = 0;  // 0 = every hardware thread
   std::string cache_dir;   // "" = decode every time; else the decoded cache persists there
   std::function<void(int64_t done, int64_t total)> on_progress;  // files decoded; may be empty
+  // Checked between files decoded and images generated: once set, the load returns Cancelled
+  // within one file or one chunk of images. May be null.
+  const std::atomic<bool>* stop = nullptr;
 };
 
 struct TrainingData {

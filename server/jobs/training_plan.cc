@@ -6,6 +6,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "models/factory.h"
+#include "models/seeded_randomness.h"
 #include "server/data/augmentation.h"
 #include "server/train/checkpoint.h"
 
@@ -215,7 +216,11 @@ StatusOr<models::Network> BuildPlannedNetwork(const TrainingPlan& plan) {
     if (!fitted.ok()) return AsSpecError(fitted.status());
     spec = std::move(fitted).value();
   }
-  StatusOr<models::Network> built = models::BuildNetwork(spec);
+  StatusOr<models::Network> built = [&] {
+    // The initial weights depend on the spec's seed alone, not on what ran before.
+    models::SeededGlobalGenerator seeded(plan.trainer.seed);
+    return models::BuildNetwork(spec);
+  }();
   if (!built.ok()) return AsSpecError(built.status());
   models::Network network = std::move(built).value();
   if (spec.family == models::Family::kEncoderUNet &&

@@ -8,6 +8,7 @@
 #include <exception>
 
 #include "absl/strings/str_format.h"
+#include "common/durable_file.h"
 
 namespace selene::report::plot {
 namespace {
@@ -150,14 +151,18 @@ std::string TickLabel(double value, double step) {
 }
 
 Status WritePng(const std::string& path, const cv::Mat& image) {
+  // Encoded in memory and written by WriteFileDurably: cv::imwrite reports a full disk as a bare
+  // false and can leave half a file behind.
+  std::vector<uchar> png;
   try {
-    if (!cv::imwrite(path, image)) return InternalError("cannot write PNG " + path);
+    if (!cv::imencode(".png", image, png)) return InternalError("cannot encode PNG " + path);
   } catch (const cv::Exception& e) {
-    return InternalError("cannot write PNG " + path + ": " + e.what());
+    return InternalError("cannot encode PNG " + path + ": " + e.what());
   } catch (const std::exception& e) {
-    return InternalError("cannot write PNG " + path + ": " + e.what());
+    return InternalError("cannot encode PNG " + path + ": " + e.what());
   }
-  return OkStatus();
+  return WriteFileDurably(path,
+                          std::string_view(reinterpret_cast<const char*>(png.data()), png.size()));
 }
 
 }  // namespace selene::report::plot

@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "common/durable_file.h"
 #include "server/report/main_metrics.h"
 #include "server/report/markdown_table.h"
 #include "server/report/number_format.h"
@@ -451,12 +452,7 @@ Status WriteReportMarkdown(const std::string& path, const ReportInputs& inputs) 
   } catch (const std::exception& e) {
     return InternalError("report " + path + ": " + e.what());
   }
-  std::ofstream out(path);
-  if (!out) return InternalError("cannot open " + path + " for writing");
-  out << text;
-  out.close();
-  if (!out) return InternalError("cannot write " + path);
-  return OkStatus();
+  return WriteFileDurably(path, text);
 }
 
 }  // namespace selene::report

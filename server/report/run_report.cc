@@ -120,29 +120,40 @@ StatusOr<std::vector<std::string>> WriteRunReport(const std::string& dir,
   const train::Task task = in.validation->task;
   std::vector<std::string> written;
   auto path = [&dir](const std::string& name) { return (fs::path(dir) / name).string(); };
+  const auto check_stop = [&in]() -> Status {
+    if (in.stop != nullptr && in.stop->load()) return CancelledError("report writing cancelled");
+    return OkStatus();
+  };
 
   SELENE_RETURN_IF_ERROR(
       WriteCurvesPng(path("curves.png"), in.result.history, task, in.result.best_epoch));
   written.push_back("curves.png");
 
+  SELENE_RETURN_IF_ERROR(check_stop());
   SampleSet samples;
   torch::Tensor confusion;
-  try {
-    torch::NoGradGuard no_grad;
-    EvalModeGuard eval(*in.network);
-    samples = MakeSamples(*in.network, in);
-    if (task == train::Task::kClassification) confusion = Confusion(*in.network, in);
-  } catch (const std::exception& e) {
-    return InternalError(absl::StrCat("run report: predicting validation images: ", e.what()));
+  if (in.predictions) {
+    try {
+      torch::NoGradGuard no_grad;
+      EvalModeGuard eval(*in.network);
+      samples = MakeSamples(*in.network, in);
+      SELENE_RETURN_IF_ERROR(check_stop());
+      if (task == train::Task::kClassification) confusion = Confusion(*in.network, in);
+    } catch (const std::exception& e) {
+      return InternalError(absl::StrCat("run report: predicting validation images: ", e.what()));
+    }
   }
-  SELENE_RETURN_IF_ERROR(WriteSamplesPng(path("samples.png"), samples));
-  written.push_back("samples.png");
+  if (in.predictions) {
+    SELENE_RETURN_IF_ERROR(WriteSamplesPng(path("samples.png"), samples));
+    written.push_back("samples.png");
+  }
   if (confusion.defined()) {
     SELENE_RETURN_IF_ERROR(
         WriteConfusionPng(path("confusion.png"), confusion, in.validation->class_names));
     written.push_back("confusion.png");
   }
 
+  SELENE_RETURN_IF_ERROR(check_stop());
   const int64_t parameters = models::CountParameters(*in.network);
   ReportInputs report;
   report.title = in.name;

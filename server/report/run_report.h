@@ -4,6 +4,7 @@
 // so both write the same files.
 #pragma once
 
+#include <atomic>
 #include <string>
 #include <vector>
 
@@ -26,10 +27,17 @@ struct RunReportInputs {
   train::TrainResult result;
   std::string data_summary;  // human text about the data, for report.md
   double total_seconds = 0.0;
+  // Checked before each file: once set, the report stops with Cancelled (a shutdown or a cancel
+  // must not wait for the predictions on a large validation set). May be null.
+  const std::atomic<bool>* stop = nullptr;
+  // false: no predictions (samples.png, confusion.png) and the network's weights are not used,
+  // only its architecture: the report a run keeps up to date after every epoch.
+  bool predictions = true;
 };
 
 // The files written into `dir`, in order: curves.png, samples.png, confusion.png (classification
-// only), report.md, run_summary.json. Stops at the first failure, naming the file.
+// only; both only with `predictions`), report.md, run_summary.json. Stops at the first failure,
+// naming the file.
 StatusOr<std::vector<std::string>> WriteRunReport(const std::string& dir,
                                                   const RunReportInputs& inputs);
 

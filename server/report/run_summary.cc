@@ -10,6 +10,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/durable_file.h"
 #include "server/report/main_metrics.h"
 #include "server/train/trainer.h"
 
@@ -112,12 +113,7 @@ Status WriteRunSummaryJson(const std::string& path, const v1::RunSummary& summar
   if (!printed.ok()) {
     return InternalError(absl::StrCat("run summary ", path, ": ", FirstLine(printed)));
   }
-  std::ofstream out(path);
-  if (!out) return InternalError("cannot open " + path + " for writing");
-  out << json;
-  out.close();
-  if (!out) return InternalError("cannot write " + path);
-  return OkStatus();
+  return WriteFileDurably(path, json);
 }
 
 StatusOr<v1::RunSummary> ReadRunSummaryJson(const std::string& path) {

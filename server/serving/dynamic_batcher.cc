@@ -83,6 +83,12 @@ BatcherStats DynamicBatcher::stats() const {
 
 bool DynamicBatcher::HasWorkOrStopping() const { return stopping_ || !queue_.empty(); }
 
+bool DynamicBatcher::MayDispatch() const {
+  if (!HasWorkOrStopping()) return false;
+  return stopping_ || !options_.hold_dispatch ||
+         !options_.hold_dispatch(static_cast<int>(queue_.size()));
+}
+
 bool DynamicBatcher::BatchFullOrStopping() const {
   return stopping_ || static_cast<int>(queue_.size()) >= options_.max_batch_size;
 }
@@ -95,27 +101,29 @@ void DynamicBatcher::WorkerLoop() {
     if (&omp_set_num_threads != nullptr) omp_set_num_threads(options_.inference_threads);
   }
   for (;;) {
-    std::vector<Request> batch = NextBatch();
+    bool waited = false;
+    std::vector<Request> batch = NextBatch(&waited);
     if (batch.empty()) {
       absl::MutexLock lock(&mu_);
       if (stopping_ && queue_.empty()) return;
       continue;  // every request taken had expired
     }
-    RunBatch(std::move(batch));
+    RunBatch(std::move(batch), waited);
   }
 }
 
-std::vector<DynamicBatcher::Request> DynamicBatcher::NextBatch() {
+std::vector<DynamicBatcher::Request> DynamicBatcher::NextBatch(bool* waited) {
   std::vector<Request> batch;
   std::vector<Request> expired;
   {
     absl::MutexLock lock(&mu_);
-    mu_.Await(absl::Condition(this, &DynamicBatcher::HasWorkOrStopping));
+    mu_.Await(absl::Condition(this, &DynamicBatcher::MayDispatch));
     if (queue_.empty()) return batch;
     const size_t max_batch = static_cast<size_t>(options_.max_batch_size);
     // Wait only under load (see the header): a lone request on an idle worker runs at once.
     const bool under_load = queue_.size() > 1 || load_seen_;
-    if (max_batch > 1 && !stopping_ && queue_.size() < max_batch && under_load) {
+    *waited = max_batch > 1 && !stopping_ && queue_.size() < max_batch && under_load;
+    if (*waited) {
       // The delay counts from the oldest request's arrival: a request that already waited while
       // the previous batch ran does not wait again.
       const absl::Time gather_until = queue_.front().arrival + options_.max_queue_delay;
@@ -142,11 +150,12 @@ std::vector<DynamicBatcher::Request> DynamicBatcher::NextBatch() {
   return batch;
 }
 
-void DynamicBatcher::RunBatch(std::vector<Request> batch) {
+void DynamicBatcher::RunBatch(std::vector<Request> batch, bool waited) {
   std::vector<cv::Mat> images;
   images.reserve(batch.size());
   for (const Request& request : batch) images.push_back(request.image);
 
+  if (options_.before_batch) options_.before_batch(static_cast<int>(batch.size()));
   StatusOr<std::vector<ModelOutput>> outputs = InternalError("batch function did not run");
   const absl::Time started = absl::Now();
   try {
@@ -171,6 +180,7 @@ void DynamicBatcher::RunBatch(std::vector<Request> batch) {
     BatchReport report;
     report.size = static_cast<int>(batch.size());
     report.run_time = absl::Now() - started;
+    report.waited_for_companions = waited;
     for (const Request& request : batch) report.queue_waits.push_back(started - request.arrival);
     options_.on_batch(report);
   }

@@ -46,6 +46,9 @@ struct BatchReport {
   int size = 0;                             // requests in the batch
   std::vector<absl::Duration> queue_waits;  // each request's time from Submit to the batch's run
   absl::Duration run_time;                  // the batch function's call
+  // Whether the worker waited for companions before taking it (it saw concurrent load), which
+  // tells a batch that gathered from one that ran at once without measuring time.
+  bool waited_for_companions = false;
 };
 
 struct DynamicBatcherOptions {
@@ -57,6 +60,16 @@ struct DynamicBatcherOptions {
   std::string name = "model";  // for messages: "model job-3"
   // Called on the worker thread after each batch ran (optional); must be quick and not throw.
   std::function<void(const BatchReport&)> on_batch;
+
+  // Test seams, unset in production: they let a test decide what a batch holds and when it runs
+  // instead of counting on threads to arrive within the delay.
+  // While hold_dispatch(queued) is true the worker takes no batch (Stop ends the hold). It is
+  // evaluated under the batcher's lock whenever the queue changes, so it must be quick and
+  // depend on nothing but its argument and state it keeps itself.
+  std::function<bool(int queued)> hold_dispatch;
+  // Called on the worker thread with each batch's size before the batch function runs; it may
+  // block, holding the batch's requests (and those queued behind) in flight.
+  std::function<void(int size)> before_batch;
 };
 
 // One image's raw model output, e.g. logits [1, H, W] or [K].
@@ -114,11 +127,14 @@ class DynamicBatcher {
   };
 
   bool HasWorkOrStopping() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // HasWorkOrStopping, and no hold_dispatch holding the queue back.
+  bool MayDispatch() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool BatchFullOrStopping() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void WorkerLoop();
-  // Waits for the next batch; empty when stopped with nothing left.
-  std::vector<Request> NextBatch();
-  void RunBatch(std::vector<Request> batch);
+  // Waits for the next batch; empty when stopped with nothing left. `*waited`: whether it waited
+  // for companions.
+  std::vector<Request> NextBatch(bool* waited);
+  void RunBatch(std::vector<Request> batch, bool waited);
 
   const DynamicBatcherOptions options_;
   const BatchFunction run_batch_;

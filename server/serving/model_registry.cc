@@ -9,6 +9,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/text_limits.h"
 #include "models/factory.h"
 
 namespace selene::serving {
@@ -66,7 +67,7 @@ StatusOr<v1::Task> ParseTaskAliasName(absl::string_view name) {
     if (lower == TaskAliasName(task)) return task;
   }
   return InvalidArgumentError(
-      absl::StrCat("unknown task \"", name,
+      absl::StrCat("unknown task \"", ForMessage(name),
                    "\" (classification, binary_segmentation, multiclass_segmentation)"));
 }
 
@@ -91,7 +92,8 @@ StatusOr<ServableModelRecord> ModelRegistry::Resolve(const std::string& name) {
     try {
       return catalog_->Find(name);
     } catch (const std::exception& e) {
-      return InternalError(absl::StrCat("model catalog: finding ", name, " failed: ", e.what()));
+      return InternalError(
+          absl::StrCat("model catalog: finding ", ForMessage(name), " failed: ", e.what()));
     }
   }
   v1::Task task = v1::TASK_UNSPECIFIED;
@@ -99,7 +101,7 @@ StatusOr<ServableModelRecord> ModelRegistry::Resolve(const std::string& name) {
     StatusOr<v1::Task> parsed = ParseTaskAliasName(name.substr(kLatest.size() + 1));
     if (!parsed.ok()) {
       return InvalidArgumentError(
-          absl::StrCat("model \"", name, "\": ", parsed.status().message()));
+          absl::StrCat("model \"", ForMessage(name), "\": ", parsed.status().message()));
     }
     task = *parsed;
   }
@@ -111,10 +113,10 @@ StatusOr<ServableModelRecord> ModelRegistry::Resolve(const std::string& name) {
   }
   if (newest == nullptr) {
     return NotFoundError(task == v1::TASK_UNSPECIFIED
-                             ? absl::StrCat("model \"", name,
+                             ? absl::StrCat("model \"", ForMessage(name),
                                             "\": no job has succeeded yet, so no model is servable")
-                             : absl::StrCat("model \"", name, "\": no ", TaskAliasName(task),
-                                            " job has succeeded yet"));
+                             : absl::StrCat("model \"", ForMessage(name), "\": no ",
+                                            TaskAliasName(task), " job has succeeded yet"));
   }
   return *newest;
 }

@@ -6,6 +6,8 @@
 #include <limits>
 #include <sstream>
 
+#include "common/durable_file.h"
+
 namespace selene::train {
 namespace {
 
@@ -130,7 +132,10 @@ StatusOr<torch::serialize::InputArchive> OpenArchive(const std::string& path,
 Status SaveCheckpoint(const std::string& path, models::NetworkImpl& network,
                       const std::string& metadata, torch::optim::Optimizer* optimizer,
                       const TrainingState* state) {
-  const std::string temporary = path + ".tmp";
+  // Serialised in memory first: torch's zip writer, writing to a file, throws from its
+  // destructor when the disk fills up, which no caller can catch (the process aborts). Memory
+  // cannot fill up halfway, and the file is then written by code that reports errno.
+  std::ostringstream bytes;
   try {
     torch::serialize::OutputArchive archive;
     archive.write("format_version", c10::IValue(kFormatVersion));
@@ -153,15 +158,11 @@ Status SaveCheckpoint(const std::string& path, models::NetworkImpl& network,
                     /*is_buffer=*/true);
       archive.write("history", c10::IValue(EncodeHistory(state->history)));
     }
-    archive.save_to(temporary);
+    archive.save_to(bytes);
   } catch (const c10::Error& e) {
-    std::remove(temporary.c_str());
-    return InternalError("cannot write checkpoint " + path + ": " + e.what_without_backtrace());
+    return InternalError("cannot serialise checkpoint " + path + ": " + e.what_without_backtrace());
   }
-  std::error_code error;
-  std::filesystem::rename(temporary, path, error);
-  if (error) return InternalError("cannot move checkpoint into " + path + ": " + error.message());
-  return OkStatus();
+  return WriteFileDurably(path, bytes.str());
 }
 
 Status LoadCheckpoint(const std::string& path, models::NetworkImpl& network,

@@ -25,7 +25,8 @@ struct TrainingState {
   std::vector<EpochRecord> history;
 };
 
-// Writes atomically (to a temporary file, then rename) so a crash never leaves half a file.
+// Writes atomically and durably (common/durable_file.h): a crash never leaves half a file, and
+// a full disk is an error naming the file ("disk full writing DIR/last.pt"), the old file intact.
 Status SaveCheckpoint(const std::string& path, models::NetworkImpl& network,
                       const std::string& metadata, torch::optim::Optimizer* optimizer = nullptr,
                       const TrainingState* state = nullptr);

@@ -1,11 +1,12 @@
 #include "server/train/run_artifacts.h"
 
 #include <cmath>
-#include <fstream>
 #include <iomanip>
 #include <limits>
 #include <set>
 #include <sstream>
+
+#include "common/durable_file.h"
 
 namespace selene::train {
 namespace {
@@ -80,10 +81,9 @@ void WriteEpochJson(std::ostream& out, const EpochRecord& r, const std::string& 
   out << "\n" << indent << "  }\n" << indent << "}";
 }
 
-Status Finish(std::ofstream& out, const std::string& path) {
-  out.close();
-  if (!out) return InternalError("cannot write " + path);
-  return OkStatus();
+// Composed in memory, then written in one durable step: a full disk leaves the old file.
+Status Finish(const std::ostringstream& out, const std::string& path) {
+  return WriteFileDurably(path, out.str());
 }
 
 }  // namespace
@@ -95,8 +95,7 @@ Status WriteHistoryCsv(const std::string& path, const std::vector<EpochRecord>& 
     for (const auto& item : r.train_metrics) train_names.insert(item.first);
     for (const auto& item : r.val_metrics) val_names.insert(item.first);
   }
-  std::ofstream out(path);
-  if (!out) return InternalError("cannot open " + path + " for writing");
+  std::ostringstream out;
   out << "epoch,train_loss,val_loss,learning_rate,seconds,images_per_second,data_wait_fraction";
   for (const auto& name : train_names) out << "," << CsvCell("train_" + name);
   for (const auto& name : val_names) out << "," << CsvCell("val_" + name);
@@ -119,8 +118,7 @@ Status WriteHistoryCsv(const std::string& path, const std::vector<EpochRecord>& 
 // Epochs are written 1-based in both files, as people count them.
 Status WriteMetricsJson(const std::string& path, const TrainResult& result,
                         const std::string& monitor) {
-  std::ofstream out(path);
-  if (!out) return InternalError("cannot open " + path + " for writing");
+  std::ostringstream out;
   out << "{\n"
       << "  \"monitor\": " << JsonString(monitor) << ",\n"
       << "  \"higher_is_better\": " << (HigherIsBetter(monitor) ? "true" : "false") << ",\n"

@@ -145,6 +145,8 @@ torch::Tensor ToUint8(const torch::Tensor& unit) {
   return unit.clamp(0.0, 1.0).mul(255.0).round().to(torch::kUInt8);
 }
 
+bool StopRequested(const std::atomic<bool>* stop) { return stop != nullptr && stop->load(); }
+
 // Images per chunk (16 at 64 x 64): large enough that per-op overhead is small, small enough
 // that a chunk's intermediates stay in cache and in memory malloc keeps (measured: 2^18 pixels
 // per chunk made a fresh process 4-10x slower, paying page faults for memory returned and
@@ -1043,7 +1045,7 @@ TensorDataset MakeMoon(const SyntheticMoonOptions& options) {
   data.images = torch::empty({options.count, 3, size, size}, torch::kUInt8);
   data.targets = torch::empty({options.count, size, size}, torch::kUInt8);
   const int64_t chunk = ChunkImages(size);
-  for (int64_t first = 0; first < options.count; first += chunk) {
+  for (int64_t first = 0; first < options.count && !StopRequested(options.stop); first += chunk) {
     const int64_t n = std::min(chunk, options.count - first);
     auto [images, masks] = RenderMoonChunk(options, first, n);
     data.images.narrow(0, first, n).copy_(images);
@@ -1063,7 +1065,7 @@ TensorDataset MakeShapes(const SyntheticShapesOptions& options) {
   data.images = torch::empty({options.count, 3, size, size}, torch::kUInt8);
   std::vector<int64_t> labels;
   const int64_t chunk = ChunkImages(size);
-  for (int64_t first = 0; first < options.count; first += chunk) {
+  for (int64_t first = 0; first < options.count && !StopRequested(options.stop); first += chunk) {
     const int64_t n = std::min(chunk, options.count - first);
     std::vector<Rng> rngs = ImageRngs(options.seed, kShapesStream, first, n);
     std::vector<ShapeInstance> shapes;
@@ -1101,7 +1103,7 @@ TensorDataset MakeShapesSegmentation(const SyntheticShapesOptions& options) {
   data.images = torch::empty({options.count, 3, size, size}, torch::kUInt8);
   data.targets = torch::empty({options.count, size, size}, torch::kLong);
   const int64_t chunk = ChunkImages(size);
-  for (int64_t first = 0; first < options.count; first += chunk) {
+  for (int64_t first = 0; first < options.count && !StopRequested(options.stop); first += chunk) {
     const int64_t n = std::min(chunk, options.count - first);
     std::vector<Rng> rngs = ImageRngs(options.seed, kShapesSegStream, first, n);
     std::vector<ShapeInstance> shapes;

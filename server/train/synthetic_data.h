@@ -5,6 +5,7 @@
 // OpenMP and lose much to its fork and join on a busy machine.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 
 #include "server/train/tensor_dataset.h"
@@ -22,6 +23,9 @@ struct SyntheticMoonOptions {
   int64_t min_rocks = 3;
   int64_t max_rocks = 14;
   uint64_t seed = 1;
+  // Checked between chunks of images: once set, generation stops and returns a partial set,
+  // which the caller discards. A 4096-pixel image is one chunk, so a stop waits for one image.
+  const std::atomic<bool>* stop = nullptr;
 };
 TensorDataset MakeSyntheticMoon(const SyntheticMoonOptions& options);
 
@@ -34,6 +38,7 @@ struct SyntheticShapesOptions {
   int64_t num_classes = 6;  // 2 to 12
   int64_t image_size = 64;
   uint64_t seed = 1;
+  const std::atomic<bool>* stop = nullptr;  // as in SyntheticMoonOptions
 };
 TensorDataset MakeSyntheticShapes(const SyntheticShapesOptions& options);
 

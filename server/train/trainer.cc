@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <sstream>
 
+#include "models/seeded_randomness.h"
 #include "server/train/checkpoint.h"
 
 namespace selene::train {
@@ -142,12 +143,16 @@ class TrainingRun {
     for (int64_t epoch = state_.next_epoch; epoch < options_.epochs; ++epoch) {
       std::optional<EpochRecord> record = TrainEpoch(loader, epoch);
       if (!record) {
+        SELENE_RETURN_IF_ERROR(SaveLast(epoch, stopped_at_step_));
         result.cancelled = true;
         break;
       }
       state_.history.push_back(*record);
+      SELENE_ASSIGN_OR_RETURN(const bool stop_early, EndEpoch(*record));
+      // Only now, with the epoch's checkpoints durable, is the epoch reported: a store that
+      // says "epoch N done" always has the last.pt of epoch N to resume from.
       if (callbacks_.on_epoch) callbacks_.on_epoch(*record);
-      if (EndEpoch(*record)) {
+      if (stop_early) {
         result.stopped_early = epoch + 1 < options_.epochs;
         break;
       }
@@ -155,7 +160,6 @@ class TrainingRun {
     result.history = state_.history;
     result.best_epoch = state_.best_epoch;
     result.best_value = state_.best_value;
-    if (!checkpoint_status_.ok()) return checkpoint_status_;
     return result;
   }
 
@@ -189,7 +193,7 @@ class TrainingRun {
     return OkStatus();
   }
 
-  // Trains one epoch and validates. Returns nullopt when cancelled (after saving last.pt).
+  // Trains one epoch and validates. Returns nullopt when cancelled (stopped_at_step_ says where).
   std::optional<EpochRecord> TrainEpoch(BatchLoader& loader, int64_t epoch) {
     const auto epoch_start = Clock::now();
     network_.on_epoch_start(epoch);
@@ -209,16 +213,17 @@ class TrainingRun {
     int64_t step = first_step;
     while (true) {
       if (cancel_ != nullptr && cancel_->load()) {
-        SaveLast(epoch, step);
+        stopped_at_step_ = step;
         return std::nullopt;
       }
       const auto step_start = Clock::now();
       std::optional<Batch> batch = loader.Next();
       if (!batch) break;
-      // Seeding per step makes dropout and any other global randomness repeat exactly when a
-      // run resumes in the middle of an epoch.
-      torch::manual_seed((options_.seed * 1000003ULL + static_cast<uint64_t>(epoch)) * 100003ULL +
-                         static_cast<uint64_t>(step));
+      // Seeding per step makes dropout repeat exactly when a run resumes in the middle of an
+      // epoch; the generator is this thread's, so other jobs' steps never draw from it.
+      models::SeedThreadGenerator((options_.seed * 1000003ULL + static_cast<uint64_t>(epoch)) *
+                                      100003ULL +
+                                  static_cast<uint64_t>(step));
       ApplyLearningRate(*optimizer_, options_.optimizer.learning_rate, group_scales_,
                         schedule_.Factor(epoch, step, steps));
       optimizer_->zero_grad();
@@ -258,8 +263,9 @@ class TrainingRun {
   }
 
   // Bookkeeping after an epoch: best checkpoint, schedule, last checkpoint, early stopping.
-  // Returns true when training should stop early.
-  bool EndEpoch(const EpochRecord& record) {
+  // Returns true when training should stop early; a checkpoint that cannot be written (a full
+  // disk) ends the run with that error, since nothing after it could be resumed.
+  StatusOr<bool> EndEpoch(const EpochRecord& record) {
     const double value = MonitoredValue(record, options_.monitor).value_or(std::nan(""));
     const bool first = state_.best_epoch < 0;
     if (std::isfinite(value) && (first || Improves(value, state_.best_value, higher_is_better_,
@@ -268,30 +274,23 @@ class TrainingRun {
       state_.best_value = value;
       state_.epochs_without_improvement = 0;
       if (!options_.checkpoint_dir.empty()) {
-        RecordCheckpointStatus(SaveCheckpoint(BestPath(), network_, options_.metadata));
+        SELENE_RETURN_IF_ERROR(SaveCheckpoint(BestPath(), network_, options_.metadata));
       }
     } else {
       ++state_.epochs_without_improvement;
     }
     schedule_.EndEpoch(value, higher_is_better_);
-    SaveLast(record.epoch + 1, 0);
+    SELENE_RETURN_IF_ERROR(SaveLast(record.epoch + 1, 0));
     return options_.early_stopping.enabled &&
            state_.epochs_without_improvement >= options_.early_stopping.patience;
   }
 
-  void SaveLast(int64_t next_epoch, int64_t next_step) {
+  Status SaveLast(int64_t next_epoch, int64_t next_step) {
     state_.next_epoch = next_epoch;
     state_.next_step = next_step;
     state_.schedule_state = schedule_.State();
-    if (options_.checkpoint_dir.empty()) return;
-    RecordCheckpointStatus(
-        SaveCheckpoint(LastPath(), network_, options_.metadata, optimizer_.get(), &state_));
-  }
-
-  // Training goes on when a checkpoint cannot be written; the first such error is reported
-  // when the run ends.
-  void RecordCheckpointStatus(Status status) {
-    if (checkpoint_status_.ok()) checkpoint_status_ = std::move(status);
+    if (options_.checkpoint_dir.empty()) return OkStatus();
+    return SaveCheckpoint(LastPath(), network_, options_.metadata, optimizer_.get(), &state_);
   }
 
   std::string LastPath() const { return options_.checkpoint_dir + "/last.pt"; }
@@ -307,7 +306,7 @@ class TrainingRun {
   std::vector<double> group_scales_;
   std::unique_ptr<torch::optim::Optimizer> optimizer_;
   TrainingState state_;
-  Status checkpoint_status_;
+  int64_t stopped_at_step_ = 0;  // where a cancelled epoch stopped
 };
 
 template <typename Fn>

@@ -64,6 +64,7 @@ struct StepProgress {
 
 struct TrainerCallbacks {
   std::function<void(const StepProgress&)> on_step;
+  // After the epoch's checkpoints (best.pt when it improved, last.pt) are durable on disk.
   std::function<void(const EpochRecord&)> on_epoch;
 };
 
@@ -80,8 +81,9 @@ class Trainer {
   Trainer(models::Network network, TrainerOptions options);
 
   // Trains on `data.train`, validating on `data.val` after every epoch. Returns the history,
-  // or an error (invalid options, a torch error) as a status; never throws.
-  // `cancel` (may be null) is checked before every step.
+  // or an error (invalid options, a torch error, a checkpoint that cannot be written) as a
+  // status; never throws. `cancel` (may be null) is checked before every step; a cancelled run
+  // writes last.pt at the step it stopped.
   StatusOr<TrainResult> Run(const TrainValSplit& data, const TrainerCallbacks& callbacks = {},
                             const std::atomic<bool>* cancel = nullptr);
 

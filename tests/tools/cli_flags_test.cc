@@ -1,4 +1,5 @@
-// Tests tools/cli_flags.h: the repeated --set flag and the usage check before absl parses.
+// Tests tools/cli_flags.h: the repeated --set flag, the usage check before absl parses, and the
+// binary's own --help (by topic, described, wrapped; flags without a topic still listed).
 #include "tools/cli_flags.h"
 
 #include <gmock/gmock.h>
@@ -12,6 +13,9 @@
 ABSL_FLAG(int, cli_test_count, 0, "for the test");
 ABSL_FLAG(bool, cli_test_switch, false, "for the test");
 ABSL_FLAG(std::string, cli_test_name, "", "for the test");
+ABSL_FLAG(int, cli_test_long, 7,
+          "A flag whose description is long enough that it must be wrapped onto a second line "
+          "to keep the help within one hundred columns, as a terminal shows it.");
 
 namespace selene::tools {
 namespace {
@@ -69,6 +73,47 @@ TEST(CheckFlagsTest, NamesUnknownFlagsBadValuesAndStrayArguments) {
   EXPECT_EQ(CheckFlags(stray.get()).message(), "unexpected argument \"spec.json\"");
   Args missing({"prog", "--cli_test_name"});
   EXPECT_EQ(CheckFlags(missing.get()).message(), "--cli_test_name needs a value");
+}
+
+TEST(AsksForHelpTest, FindsTheHelpFlagsAndLeavesTheRestToAbseil) {
+  for (const char* flag : {"--help", "-help", "--helpshort", "-h"}) {
+    Args args({"prog", "--cli_test_count=3", flag});
+    EXPECT_TRUE(AsksForHelp(args.get())) << flag;
+  }
+  for (const char* flag : {"--helpfull", "--help=cli_test", "--version", "--cli_test_name=help"}) {
+    Args args({"prog", flag});
+    EXPECT_FALSE(AsksForHelp(args.get())) << flag;
+  }
+  Args positional({"prog", "--", "--help"});
+  EXPECT_FALSE(AsksForHelp(positional.get()));
+}
+
+TEST(FlagsHelpTest, ListsTheGroupsThenTheMainFilesOtherFlags) {
+  const std::string help = FlagsHelp("Tests the flags.\n  prog [--cli_test_count N]",
+                                     {{"Counting", {"cli_test_count", "no_such_flag"}},
+                                      {"Naming", {"cli_test_name", "cli_test_long"}}},
+                                     "tests/tools/cli_flags_test.cc");
+  EXPECT_EQ(help,
+            "Tests the flags.\n"
+            "  prog [--cli_test_count N]\n"
+            "\n"
+            "Counting:\n"
+            "  --cli_test_count (default: 0)\n"
+            "      for the test\n"
+            "\n"
+            "Naming:\n"
+            "  --cli_test_name (default: \"\")\n"
+            "      for the test\n"
+            "  --cli_test_long (default: 7)\n"
+            "      A flag whose description is long enough that it must be wrapped onto a second "
+            "line to keep the\n"
+            "      help within one hundred columns, as a terminal shows it.\n"
+            "\n"
+            "Other flags:\n"
+            "  --cli_test_switch (default: false)\n"
+            "      for the test\n"
+            "\n"
+            "Try --helpfull for every flag, the libraries' included.\n");
 }
 
 }  // namespace

@@ -9,7 +9,9 @@
 #include <sstream>
 
 #include <grpcpp/generic/generic_stub.h>
+#include <grpcpp/impl/rpc_method.h>
 #include <grpcpp/support/byte_buffer.h>
+#include <grpcpp/support/sync_stream.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
@@ -51,6 +53,23 @@ void AppendBytesField(int field, const std::string& value, std::string* out) {
     coded.WriteString(value);
   }
   out->append(encoded);
+}
+
+// HealthCheckResponse { ServingStatus status = 1; }: absent = 0 (UNKNOWN); -1 when unreadable.
+int ServingStatusOf(const std::string& bytes) {
+  google::protobuf::io::CodedInputStream input(reinterpret_cast<const uint8_t*>(bytes.data()),
+                                               static_cast<int>(bytes.size()));
+  int serving = 0;
+  while (const uint32_t tag = input.ReadTag()) {
+    if (WireFormatLite::GetTagFieldNumber(tag) == 1) {
+      uint32_t value = 0;
+      if (!input.ReadVarint32(&value)) return -1;
+      serving = static_cast<int>(value);
+    } else if (!WireFormatLite::SkipField(&input, tag)) {
+      return -1;
+    }
+  }
+  return serving;
 }
 
 }  // namespace
@@ -233,21 +252,47 @@ int TestClient::Health(const std::string& service, grpc::Status* status) {
   const grpc::Status result = done.get_future().get();
   if (status != nullptr) *status = result;
   if (!result.ok()) return -1;
-  // HealthCheckResponse { ServingStatus status = 1; }: absent = 0 (UNKNOWN).
-  const std::string bytes = FromByteBuffer(response_buffer);
-  google::protobuf::io::CodedInputStream input(reinterpret_cast<const uint8_t*>(bytes.data()),
-                                               static_cast<int>(bytes.size()));
-  int serving = 0;
-  while (const uint32_t tag = input.ReadTag()) {
-    if (WireFormatLite::GetTagFieldNumber(tag) == 1) {
-      uint32_t value = 0;
-      if (!input.ReadVarint32(&value)) return -1;
-      serving = static_cast<int>(value);
-    } else if (!WireFormatLite::SkipField(&input, tag)) {
-      return -1;
-    }
-  }
-  return serving;
+  return ServingStatusOf(FromByteBuffer(response_buffer));
+}
+
+HealthWatch::HealthWatch(const std::shared_ptr<grpc::Channel>& channel, const std::string& service,
+                         absl::Duration timeout) {
+  context_.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+  std::string request;  // grpc.health.v1.HealthCheckRequest
+  if (!service.empty()) AppendBytesField(1, service, &request);
+  const grpc::internal::RpcMethod method("/grpc.health.v1.Health/Watch",
+                                         grpc::internal::RpcMethod::SERVER_STREAMING);
+  reader_.reset(grpc::internal::ClientReaderFactory<grpc::ByteBuffer>::Create(
+      channel.get(), method, &context_, ToByteBuffer(request)));
+}
+
+int HealthWatch::Next() {
+  grpc::ByteBuffer response;
+  if (!reader_->Read(&response)) return -1;
+  return ServingStatusOf(FromByteBuffer(response));
+}
+
+grpc::Status HealthWatch::Finish() { return reader_->Finish(); }
+
+RawCall::RawCall(const std::shared_ptr<grpc::Channel>& channel, const std::string& method,
+                 absl::Duration timeout)
+    : method_(method) {
+  context_.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+  // A bidirectional stream on the wire is what a unary call is too; only the server's
+  // registration of the method says how many messages it takes.
+  const grpc::internal::RpcMethod rpc(method_.c_str(), grpc::internal::RpcMethod::BIDI_STREAMING);
+  stream_.reset(
+      grpc::internal::ClientReaderWriterFactory<grpc::ByteBuffer, grpc::ByteBuffer>::Create(
+          channel.get(), rpc, &context_));
+}
+
+grpc::Status RawCall::Send(const std::string& body, std::string* response) {
+  stream_->Write(ToByteBuffer(body));
+  stream_->WritesDone();
+  grpc::ByteBuffer reply;
+  const bool replied = stream_->Read(&reply);
+  if (response != nullptr) *response = replied ? FromByteBuffer(reply) : "";
+  return stream_->Finish();
 }
 
 std::vector<std::string> TestClient::ReflectionServices() {

@@ -86,6 +86,39 @@ class TestClient {
   std::unique_ptr<v1::InferenceService::Stub> inference_;
 };
 
+// An open grpc.health.v1.Health/Watch stream for `service` ("" = the server), read on demand.
+class HealthWatch {
+ public:
+  HealthWatch(const std::shared_ptr<grpc::Channel>& channel, const std::string& service,
+              absl::Duration timeout = absl::Seconds(120));
+  // The next status the server sends (1 SERVING, 2 NOT_SERVING, ...); -1 once the stream ended.
+  int Next();
+  // How the stream ended (after Next returned -1).
+  grpc::Status Finish();
+
+ private:
+  grpc::ClientContext context_;
+  std::unique_ptr<grpc::ClientReader<grpc::ByteBuffer>> reader_;
+};
+
+// One call of any method with a raw request body, as a client with other (or broken) generated
+// code would send it: the headers go out at construction, the body only with Send, so a test can
+// hold a call whose request has not arrived yet.
+class RawCall {
+ public:
+  // `method`: "/package.Service/Method".
+  RawCall(const std::shared_ptr<grpc::Channel>& channel, const std::string& method,
+          absl::Duration timeout = absl::Seconds(60));
+  // Sends `body` as the one request message and half-closes; returns how the call ended and,
+  // in `response`, the raw reply (of a unary method; "" when none).
+  grpc::Status Send(const std::string& body, std::string* response = nullptr);
+
+ private:
+  const std::string method_;  // gRPC may keep pointing at the name
+  grpc::ClientContext context_;
+  std::unique_ptr<grpc::ClientReaderWriter<grpc::ByteBuffer, grpc::ByteBuffer>> stream_;
+};
+
 std::string ReadFileBytes(const std::string& path);
 
 }  // namespace selene::api::testing

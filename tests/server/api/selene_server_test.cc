@@ -2,20 +2,27 @@
 // stubs. The full life cycle on synthetic data (a classifier, then an encoder U-Net over its
 // frozen encoder; watch, artifacts, download, segment, classify, compare), health and reflection,
 // bearer tokens and TLS, startup failures, and a graceful shutdown that ends watches with the
-// sequence to resume from and requeues the running job, which a restarted server resumes.
+// sequence to resume from and requeues the running job, which a restarted server resumes; the
+// drain itself (health NOT_SERVING first, new calls refused, calls in flight answered, the job
+// checkpointed), synchronised with hooks; malformed request bodies named as such.
 #include "server/api/selene_server.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <thread>
+#include <vector>
 
 #include <grpcpp/grpcpp.h>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "server/api/sha256.h"
 #include "server/jobs/job_runner.h"
@@ -481,6 +488,165 @@ TEST_F(SeleneServerTest, ShutdownEndsWatchesAtTheirSequenceAndARestartResumesThe
   EXPECT_THAT(reasons, IsSupersetOf({std::string(jobs::Scheduler::kShutdownReason)}));
   v1::Job cancelled;
   EXPECT_TRUE(again.Cancel(id, &cancelled).ok());
+}
+
+// The drain, step by step, each step waited for by a hook rather than a sleep: segmentation calls
+// on a large image are held in the model's batcher (so they are in flight when the drain begins,
+// whatever the machine's speed) while the test checks what a client sees; then they are let go.
+TEST_F(SeleneServerTest, ShutdownAnswersCallsInFlightAndRefusesNewOnesAfterHealthSaysNotServing) {
+  // Shared with the server's batchers, which outlive the test body.
+  struct BatchHold {
+    std::atomic<bool> armed{false};
+    absl::Notification released;
+  };
+  const auto hold = std::make_shared<BatchHold>();
+  SeleneServerOptions options = testing::TestServerOptions(dir_);
+  // The drain ends when the held calls are answered, long before this: no deadline in play.
+  options.shutdown_grace = absl::Minutes(5);
+  options.max_batch_size = 8;
+  options.inference_workers = 8;
+  options.batcher_before_batch = [hold](int) {
+    if (hold->armed) hold->released.WaitForNotification();
+  };
+  SeleneServer* server = StartServer(options);
+  ASSERT_NE(server, nullptr);
+  TestClient client(server->address());
+  const std::string model = client.SubmitOk(testing::MoonSpec("rocks", 2));
+  ASSERT_EQ(client.WaitTerminal(model).state(), v1::JOB_STATE_SUCCEEDED);
+  // Still training when the stop comes, however long the calls below take.
+  const std::string running = client.SubmitOk(testing::MoonSpec("long", 100000));
+  client.WaitFor(running, [](const v1::Job& job) { return job.current_epoch() >= 1; });
+
+  // What each held call must answer: the same request, served alone beforehand.
+  constexpr int kCalls = 4;
+  std::vector<v1::SegmentRequest> requests(kCalls);
+  std::vector<v1::SegmentResponse> expected(kCalls);
+  for (int i = 0; i < kCalls; ++i) {
+    requests[i].set_model(model);
+    requests[i].set_image(
+        serving::testing::EncodePng(serving::testing::TestImage(2048, 2048 - 64 * i, 3, 20 + i)));
+    const grpc::Status status = client.Segment(requests[i], &expected[i]);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+  }
+
+  // Open before the stop: a job watch, a health watch, and a call whose body has not come yet.
+  grpc::ClientContext watch_context;
+  client.Prepare(&watch_context, absl::Minutes(5));
+  v1::WatchJobRequest watch_request;
+  watch_request.set_job_id(running);
+  std::unique_ptr<grpc::ClientReader<v1::JobEvent>> job_watch =
+      client.training().WatchJob(&watch_context, watch_request);
+  v1::JobEvent event;
+  ASSERT_TRUE(job_watch->Read(&event));  // the watch is registered
+  testing::HealthWatch health(client.channel(), "");
+  ASSERT_EQ(health.Next(), 1);  // SERVING
+  testing::RawCall late(client.channel(), "/selene.v1.InferenceService/Segment");
+
+  hold->armed = true;
+  std::vector<v1::SegmentResponse> answers(kCalls);
+  std::vector<grpc::Status> statuses(kCalls);
+  std::vector<std::thread> calls;
+  Status stopped = InternalError("Shutdown did not return");
+  std::thread stopper;
+  // Whatever fails below, the held calls are let go and every thread is joined.
+  const auto release = [&] {
+    if (!hold->released.HasBeenNotified()) hold->released.Notify();
+    for (std::thread& call : calls) {
+      if (call.joinable()) call.join();
+    }
+    if (stopper.joinable()) stopper.join();
+  };
+  absl::Cleanup release_on_exit = release;
+  for (int i = 0; i < kCalls; ++i) {
+    calls.emplace_back([&, i] { statuses[i] = client.Segment(requests[i], &answers[i]); });
+  }
+  ASSERT_TRUE(server->inference_service().AwaitInFlight(kCalls, absl::Now() + absl::Minutes(2)));
+
+  stopper = std::thread([&] { stopped = server->Shutdown(); });
+  // Health goes first, to open watches as well as to Check.
+  EXPECT_EQ(health.Next(), 2);  // NOT_SERVING
+  // Job watches end once both services refuse new calls.
+  while (job_watch->Read(&event)) {
+  }
+  const grpc::Status watch_end = job_watch->Finish();
+  EXPECT_EQ(watch_end.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_THAT(watch_end.error_message(), HasSubstr("watch again from sequence"));
+  EXPECT_EQ(client.Health(""), 2);  // the listener still answers, NOT_SERVING
+  EXPECT_EQ(client.Health("selene.v1.InferenceService"), 2);
+
+  // New calls are refused, saying why; so is the one whose request arrives only now (gRPC's own
+  // shutdown would have cancelled it without a word).
+  v1::SegmentResponse refused;
+  grpc::Status status = client.Segment(requests[0], &refused);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_EQ(status.error_message(), "selene-server is shutting down");
+  v1::Job job;
+  status = client.GetJob(running, &job);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_EQ(status.error_message(), "selene-server is shutting down");
+  status = late.Send(requests[1].SerializeAsString());
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_EQ(status.error_message(), "selene-server is shutting down");
+  EXPECT_EQ(server->inference_service().in_flight(), kCalls);  // none of them cancelled
+
+  // Let the held calls go: every one is answered, as it would have been without the stop.
+  release();
+  for (int i = 0; i < kCalls; ++i) {
+    ASSERT_TRUE(statuses[i].ok()) << i << ": " << statuses[i].error_code() << " "
+                                  << statuses[i].error_message();
+    EXPECT_EQ(answers[i].width(), 2048);
+    EXPECT_EQ(answers[i].height(), 2048 - 64 * i);
+    EXPECT_EQ(answers[i].mask_png(), expected[i].mask_png()) << i;
+  }
+  EXPECT_TRUE(stopped.ok()) << stopped;
+  // The health watch was cut when the listener closed, not left to hold the stop until the
+  // grace deadline (or until its own deadline, which would end it DEADLINE_EXCEEDED).
+  EXPECT_EQ(health.Next(), -1);
+  const grpc::Status health_end = health.Finish();
+  EXPECT_NE(health_end.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED)
+      << health_end.error_message();
+
+  // The job that was training checkpointed and went back to the queue.
+  StatusOr<v1::Job> requeued = server->store().Get(running);
+  ASSERT_TRUE(requeued.ok()) << requeued.status();
+  EXPECT_EQ(requeued->state(), v1::JOB_STATE_QUEUED);
+  EXPECT_TRUE(requeued->resume_from_checkpoint());
+  EXPECT_TRUE(fs::exists(fs::path(Folder(*server, running)) / "last.pt"));
+}
+
+// gRPC 1.51 parses the request before the handler and answers a body that does not parse with
+// UNIMPLEMENTED and no message; the server says INVALID_ARGUMENT and names the message it expected.
+TEST_F(SeleneServerTest, AMalformedRequestBodyIsInvalidArgumentNamingTheExpectedMessage) {
+  SeleneServer* server = StartServer(testing::TestServerOptions(dir_));
+  ASSERT_NE(server, nullptr);
+  TestClient client(server->address());
+  // Field 13 with wire type 6, which does not exist: no protobuf parser takes it.
+  const std::string garbage = "not a protobuf";
+
+  grpc::Status status =
+      testing::RawCall(client.channel(), "/selene.v1.InferenceService/Segment").Send(garbage);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(status.error_message(), "request body is not a valid selene.v1.SegmentRequest");
+  status = testing::RawCall(client.channel(), "/selene.v1.TrainingService/GetJob").Send(garbage);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(status.error_message(), "request body is not a valid selene.v1.GetJobRequest");
+  // A server stream too.
+  status = testing::RawCall(client.channel(), "/selene.v1.TrainingService/WatchJob").Send(garbage);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(status.error_message(), "request body is not a valid selene.v1.WatchJobRequest");
+  // What the body check leaves alone: a method that does not exist, and a valid body.
+  status = testing::RawCall(client.channel(), "/selene.v1.InferenceService/Paint").Send(garbage);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNIMPLEMENTED);
+  v1::GetJobRequest get;
+  get.set_job_id("job-404");
+  status = testing::RawCall(client.channel(), "/selene.v1.TrainingService/GetJob")
+               .Send(get.SerializeAsString());
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND);
+
+  // The metrics count the code the client got.
+  EXPECT_THAT(server->metrics().Scrape(),
+              HasSubstr("grpc_method=\"Segment\",grpc_code=\"INVALID_ARGUMENT\"} 1"));
+  EXPECT_EQ(client.Health(""), 1);
 }
 
 }  // namespace

@@ -10,7 +10,10 @@
 
 #include <filesystem>
 #include <fstream>
+#include <limits>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include <grpcpp/grpcpp.h>
 
@@ -139,6 +142,118 @@ TEST_F(TrainingServiceTest, RefusedSubmitsNameTheProblemAndTheServerKeepsServing
   by_path.mutable_model()->mutable_encoder_unet()->set_encoder_checkpoint("/etc/passwd");
   expect_then_recover(by_path, grpc::StatusCode::INVALID_ARGUMENT,
                       {"encoder_checkpoint", "/etc/passwd"});
+}
+
+TEST_F(TrainingServiceTest, JobsThatCanNeverRunAreRefusedAtSubmit) {
+  Start();
+  const auto expect_refused = [&](const v1::JobSpec& spec, grpc::StatusCode code,
+                                  const std::vector<std::string>& named) {
+    const grpc::Status status = SubmitStatus(spec);
+    EXPECT_EQ(status.error_code(), code) << status.error_message();
+    for (const std::string& part : named) EXPECT_THAT(status.error_message(), HasSubstr(part));
+  };
+
+  // Within the width bound but far beyond any machine: refused for its memory, naming the
+  // estimate, its parts and the limit (the default, 80% of this machine's memory).
+  v1::JobSpec wide = testing::MoonSpec("wide", 1);
+  wide.mutable_model()->mutable_unet()->set_base_width(100000);
+  expect_refused(wide, grpc::StatusCode::RESOURCE_EXHAUSTED,
+                 {"job needs about ", "PiB (parameters ", "optimizer ", "activations ", "data ",
+                  " but --max_job_memory_mb (default: 80% of this machine's ", ") allows "});
+
+  v1::JobSpec forever = testing::MoonSpec("forever", 1);
+  forever.mutable_training()->set_epochs(1000000000000);
+  expect_refused(forever, grpc::StatusCode::INVALID_ARGUMENT,
+                 {"training.epochs: 1000000000000 must be <= 100000"});
+
+  v1::JobSpec elsewhere = testing::MoonSpec("elsewhere", 1);
+  elsewhere.mutable_training()->set_device("cuda:7");
+  expect_refused(elsewhere, grpc::StatusCode::FAILED_PRECONDITION,
+                 {"training.device", "\"cuda:7\"", "it has cpu"});
+  elsewhere.mutable_training()->set_device("cuda");
+  expect_refused(elsewhere, grpc::StatusCode::FAILED_PRECONDITION, {"\"cuda\"", "it has cpu"});
+
+  v1::JobSpec infinite = testing::MoonSpec("infinite", 1);
+  infinite.mutable_training()->mutable_optimizer()->set_lr(std::numeric_limits<double>::infinity());
+  expect_refused(infinite, grpc::StatusCode::INVALID_ARGUMENT,
+                 {"training.optimizer.lr: inf is not a finite number"});
+
+  // Any device, or the one the server has, is fine.
+  for (const char* device : {"", "auto", "cpu"}) {
+    v1::JobSpec fine = testing::MoonSpec("fine", 1);
+    fine.mutable_training()->set_device(device);
+    EXPECT_FALSE(client_->SubmitOk(fine).empty()) << device;
+  }
+}
+
+TEST_F(TrainingServiceTest, MemoryLimitFlagIsNamedWithItsValue) {
+  options_.max_job_memory_mb = 64;
+  Start();
+  v1::JobSpec big = testing::MoonSpec("big batch", 1);
+  big.mutable_training()->set_batch_size(4096);
+  const grpc::Status status = SubmitStatus(big);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_THAT(status.error_message(), HasSubstr(" but --max_job_memory_mb allows 64.0 MiB"));
+  EXPECT_FALSE(client_->SubmitOk(testing::MoonSpec("small", 1)).empty());
+}
+
+TEST_F(TrainingServiceTest, LongIdsAndNamesComeBackCut) {
+  Start();
+  const std::string long_id(100000, 'j');
+  v1::Job job;
+  grpc::Status status = client_->GetJob(long_id, &job);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_LT(status.error_message().size(), 200u);
+  EXPECT_THAT(status.error_message(), HasSubstr("... (100000 bytes) not found"));
+  status = client_->Cancel(long_id, &job);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_LT(status.error_message().size(), 200u);
+
+  const std::string id = client_->SubmitOk(testing::MoonSpec("m", 1));
+  std::vector<v1::ArtifactChunk> chunks;
+  status = client_->Download(id, std::string(100000, 'a'), 0, &chunks);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_LT(status.error_message().size(), 300u);
+
+  v1::SubmitJobResponse response;
+  const std::string long_request(100000, 'r');
+  ASSERT_TRUE(client_->Submit(testing::MoonSpec("r", 1), &response, long_request).ok());
+  status = client_->Submit(testing::MoonSpec("other", 1), &response, long_request);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::ALREADY_EXISTS);
+  EXPECT_LT(status.error_message().size(), 300u);
+
+  v1::SegmentRequest segment;
+  segment.set_model(std::string(100000, 'm'));
+  segment.set_image("not an image");
+  v1::SegmentResponse segmented;
+  status = client_->Segment(segment, &segmented);
+  EXPECT_NE(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << status.error_message();
+  EXPECT_LT(status.error_message().size(), 300u);
+}
+
+TEST_F(TrainingServiceTest, UnknownEnumValuesInListFiltersAreInvalidArgument) {
+  Start();
+  {
+    grpc::ClientContext context;
+    client_->Prepare(&context);
+    v1::ListJobsRequest request;
+    request.set_state(static_cast<v1::JobState>(42));
+    v1::ListJobsResponse response;
+    const grpc::Status status = client_->training().ListJobs(&context, request, &response);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_THAT(status.error_message(), HasSubstr("state: 42 is not a JobState ("));
+  }
+  {
+    // The same check guards InferenceService.ListModels' task filter.
+    grpc::ClientContext context;
+    client_->Prepare(&context);
+    v1::ListModelsRequest request;
+    request.set_task(static_cast<v1::Task>(-3));
+    v1::ListModelsResponse response;
+    const grpc::Status status = client_->inference().ListModels(&context, request, &response);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_THAT(status.error_message(), HasSubstr("task: -3 is not a Task ("));
+  }
 }
 
 TEST_F(TrainingServiceTest, UnknownJobsAreNotFoundEverywhere) {

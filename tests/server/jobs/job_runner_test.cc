@@ -157,6 +157,35 @@ TEST_F(JobRunnerTest, BinaryJobRecordsEpochsProgressAndLeavesEveryArtifact) {
   EXPECT_EQ(stored->state(), v1::JOB_STATE_RUNNING);  // moving it is the scheduler's job
 }
 
+// While a job runs, its folder already holds the history and the report of the epochs it has
+// finished, so a crash at any moment leaves them; the store records an epoch only after that.
+// Then a cancel in the second epoch ends the job with those files in place.
+TEST_F(JobRunnerTest, HistoryAndReportAreUpToDateAfterEveryEpochAndACancelKeepsThem) {
+  const v1::Job job = Started(MoonSpec(3));
+  const fs::path folder = JobFolder(options_.state_dir, job.id());
+  StopRequest stop;
+  std::string seen_in_epoch_two;
+  options_.on_training_step = [&](const TrainingStepReport&) {
+    StatusOr<v1::Job> now = store_->Get(job.id());
+    if (!now.ok() || now->current_epoch() != 1 || !seen_in_epoch_two.empty()) return;
+    seen_in_epoch_two = ReadFile(folder / "history.csv");
+    EXPECT_TRUE(fs::is_regular_file(folder / "report.md"));
+    EXPECT_TRUE(fs::is_regular_file(folder / "curves.png"));
+    EXPECT_TRUE(fs::is_regular_file(folder / "last.pt"));
+    stop.Cancel();
+  };
+  JobRunner runner(store_.get(), options_);
+  const RunOutcome outcome = runner.Run(job, "cpu", stop);
+  EXPECT_EQ(outcome.kind, RunOutcome::Kind::kCancelled) << outcome.reason;
+  // A header and the first epoch's row, while the second epoch was training.
+  EXPECT_EQ(std::count(seen_in_epoch_two.begin(), seen_in_epoch_two.end(), '\n'), 2)
+      << seen_in_epoch_two;
+  EXPECT_THAT(ReadFile(folder / "report.md"), HasSubstr("tiny-moon"));
+  StatusOr<v1::Job> stored = store_->Get(job.id());
+  ASSERT_TRUE(stored.ok());
+  EXPECT_EQ(stored->current_epoch(), 1);
+}
+
 TEST_F(JobRunnerTest, ProgressIsThrottledButEveryStepReachesTheStepHook) {
   options_.progress_interval = absl::Hours(1);
   std::vector<TrainingStepReport> reports;  // the hook runs on the calling thread

@@ -7,7 +7,9 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdint>
 #include <filesystem>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -481,7 +483,7 @@ TEST(ValidateJobSpecTest, MonitorDeviceAndAugmentation) {
   const std::string message = ValidationMessage(spec);
   EXPECT_THAT(message, HasSubstr("training.monitor: \"top1\" is not a metric of "
                                  "binary_segmentation"));
-  EXPECT_THAT(message, HasSubstr("training.device: \"gpu\" must be cpu, cuda or cuda:N"));
+  EXPECT_THAT(message, HasSubstr("training.device: \"gpu\" must be auto, cpu, cuda or cuda:N"));
   EXPECT_THAT(message, HasSubstr("data.augmentation.crop_scale_max: set crop_scale_min and "
                                  "crop_scale_max together"));
   EXPECT_THAT(message, HasSubstr("data.augmentation.rotation_degrees: 270 must be in [0, 180]"));
@@ -504,7 +506,139 @@ TEST(ValidateJobSpecTest, UndefinedEnumNumbersAreRefused) {
 TEST(ValidateJobSpecTest, NanNeverPasses) {
   v1::JobSpec spec = MoonSpec();
   spec.mutable_data()->set_validation_fraction(std::nan(""));
-  EXPECT_THAT(ValidationMessage(spec), HasSubstr("data.validation_fraction: nan must be in"));
+  EXPECT_THAT(ValidationMessage(spec),
+              HasSubstr("data.validation_fraction: nan is not a finite number"));
+}
+
+TEST(ValidateJobSpecTest, NonFiniteNumbersAreRefusedInEveryFieldByPath) {
+  v1::JobSpec spec = MoonSpec();
+  const double inf = std::numeric_limits<double>::infinity();
+  spec.mutable_training()->mutable_optimizer()->set_lr(inf);  // nested; "> 0" would pass
+  spec.mutable_training()->set_grad_clip_norm(-inf);
+  spec.mutable_data()->mutable_augmentation()->set_brightness(std::nan(""));
+  spec.mutable_data()->add_normalize_mean(0.5);  // repeated: the bad element is named
+  spec.mutable_data()->add_normalize_mean(inf);
+  spec.mutable_data()->add_normalize_mean(0.5);
+  spec.mutable_model()->mutable_unet()->set_dropout(-inf);
+  const std::string message = ValidationMessage(spec);
+  EXPECT_THAT(message, HasSubstr("training.optimizer.lr: inf is not a finite number"));
+  EXPECT_THAT(message, HasSubstr("training.grad_clip_norm: -inf is not a finite number"));
+  EXPECT_THAT(message, HasSubstr("data.augmentation.brightness: nan is not a finite number"));
+  EXPECT_THAT(message, HasSubstr("data.normalize_mean[1]: inf is not a finite number"));
+  EXPECT_THAT(message, HasSubstr("model.unet.dropout: -inf is not a finite number"));
+  EXPECT_THAT(message, Not(HasSubstr("normalize_mean[0]")));
+  EXPECT_THAT(message, Not(HasSubstr("must be")));  // reported alone, not also as range errors
+}
+
+TEST(ValidateJobSpecTest, NonFiniteNumbersFromJsonAreRefused) {
+  // Protobuf's JSON mapping reads "Infinity" and "NaN" for doubles, also in repeated fields.
+  StatusOr<v1::JobSpec> spec = ParseJobSpecJson(R"json({
+    "task": "multiclass_segmentation",
+    "model": {"unet": {}},
+    "data": {"kind": "synthetic_shapes_segmentation"},
+    "training": {"loss": {"kind": "cross_entropy", "class_weights": [1, 1, "NaN", 1, 1, 1, 1]},
+                 "schedule": {"kind": "step", "gamma": "-Infinity"}}
+  })json");
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  const std::string message = ValidationMessage(*spec);
+  EXPECT_THAT(message, HasSubstr("training.loss.class_weights[2]: nan is not a finite number"));
+  EXPECT_THAT(message, HasSubstr("training.schedule.gamma: -inf is not a finite number"));
+}
+
+TEST(ValidateJobSpecTest, UpperBoundsNameFieldAndBound) {
+  v1::JobSpec spec = MoonSpec();
+  Set(spec, "training.epochs=1000000000000");
+  Set(spec, "training.batch_size=65537");
+  Set(spec, "data.num_samples=1000001");
+  Set(spec, "data.image_size=4112");
+  Set(spec, "model.unet.base_width=1048577");
+  Set(spec, "model.unet.in_channels=65");
+  std::string message = ValidationMessage(spec);
+  EXPECT_THAT(message, HasSubstr("training.epochs: 1000000000000 must be <= 100000"));
+  EXPECT_THAT(message, HasSubstr("training.batch_size: 65537 must be <= 65536"));
+  EXPECT_THAT(message, HasSubstr("data.num_samples: 1000001 must be <= 1000000"));
+  EXPECT_THAT(message, HasSubstr("data.image_size: 4112 must be <= 4096"));
+  EXPECT_THAT(message, HasSubstr("model.unet.base_width: 1048577 must be <= 1048576"));
+  EXPECT_THAT(message, HasSubstr("model.unet.in_channels: 65 must be <= 64"));
+
+  v1::JobSpec capped = MoonSpec();
+  Set(capped, "model.unet.max_width=9223372036854775807");
+  EXPECT_THAT(ValidationMessage(capped),
+              HasSubstr("model.unet.max_width: 9223372036854775807 must be <= 1048576"));
+
+  v1::JobSpec classifier = ShapesSpec();
+  Set(classifier, "model.classifier.stem_width=2000000");
+  Set(classifier, "model.classifier.stage_widths=8,8,8,4611686018427387904");
+  Set(classifier, "model.classifier.stage_blocks=1,1,1,1025");
+  message = ValidationMessage(classifier);
+  EXPECT_THAT(message, HasSubstr("model.classifier.stem_width: 2000000 must be <= 1048576"));
+  EXPECT_THAT(message, HasSubstr("model.classifier.stage_widths[3]: 4611686018427387904 must be "
+                                 "<= 1048576"));
+  EXPECT_THAT(message, HasSubstr("model.classifier.stage_blocks[3]: 1025 must be <= 1024"));
+
+  v1::JobSpec encoder = MoonSpec();
+  encoder.mutable_model()->mutable_encoder_unet()->set_decoder_base_width(int64_t{1} << 40);
+  EXPECT_THAT(ValidationMessage(encoder),
+              HasSubstr("model.encoder_unet.decoder_base_width: 1099511627776 must be <= 1048576"));
+
+  v1::JobSpec folder = MoonSpec();
+  Set(folder, "task=multiclass_segmentation");
+  Set(folder, "data.kind=segmentation_folder");
+  Set(folder, "data.path=camvid");
+  folder.mutable_data()->clear_num_samples();  // synthetic only
+  Set(folder, "data.num_classes=65537");
+  EXPECT_THAT(ValidationMessage(folder), HasSubstr("data.num_classes: 65537 must be <= 65536"));
+}
+
+TEST(ValidateJobSpecTest, BoundsThemselvesAreAccepted) {
+  v1::JobSpec spec = MoonSpec();
+  Set(spec, "training.epochs=100000");
+  Set(spec, "training.batch_size=65536");
+  Set(spec, "data.num_samples=1000000");
+  Set(spec, "data.image_size=4096");
+  Set(spec, "model.unet.base_width=1048576");
+  EXPECT_TRUE(ValidateJobSpec(spec).ok()) << ValidateJobSpec(spec);
+}
+
+TEST(ValidateJobSpecTest, HugeStridesAreReportedWithoutOverflow) {
+  // Their product would wrap to 0 and the divisibility check would divide by it.
+  v1::JobSpec spec = MoonSpec();
+  v1::ClassifierSpec* encoder = spec.mutable_model()->mutable_encoder_unet()->mutable_encoder();
+  encoder->set_stem_stride(int64_t{1} << 32);
+  for (int i = 0; i < 4; ++i) encoder->add_stage_strides(int64_t{1} << 32);
+  const std::string message = ValidationMessage(spec);
+  EXPECT_THAT(message, HasSubstr("model.encoder_unet.encoder.stem_stride: 4294967296 must be 1 "
+                                 "or 2"));
+  EXPECT_THAT(message, HasSubstr("model.encoder_unet.encoder.stage_strides[0]: 4294967296 must "
+                                 "be 1 or 2"));
+}
+
+TEST(ValidateJobSpecTest, ManyProblemsAreCountedNotAllListed) {
+  v1::JobSpec spec = MoonSpec();
+  for (int i = 0; i < 100000; ++i) spec.mutable_data()->add_class_ids("same");
+  const std::string message = ValidationMessage(spec);
+  EXPECT_THAT(message, HasSubstr("data.class_ids: 100000 names, at most 65536"));
+  EXPECT_THAT(message, HasSubstr("data.class_ids: \"same\" appears twice"));
+  EXPECT_THAT(message, HasSubstr(" more"));
+  EXPECT_LT(message.size(), 5000u);
+}
+
+TEST(ValidateJobSpecTest, AutoDeviceIsAcceptedAndRunsLocallyOnTheCpu) {
+  v1::JobSpec spec = MoonSpec();
+  Set(spec, "training.device=auto");
+  EXPECT_TRUE(ValidateJobSpec(spec).ok()) << ValidateJobSpec(spec);
+  EXPECT_EQ(ResolveDefaults(spec).training().device(), "cpu");
+}
+
+TEST(ValidateJobSpecTest, EchoedTextIsCut) {
+  v1::JobSpec spec = MoonSpec();
+  spec.mutable_training()->set_monitor(std::string(100000, 'm'));
+  spec.mutable_training()->set_device(std::string(100000, 'd'));
+  spec.mutable_data()->set_path("/" + std::string(100000, 'p'));
+  const std::string message = ValidationMessage(spec);
+  EXPECT_LT(message.size(), 2000u);
+  EXPECT_THAT(message, HasSubstr("... (100000 bytes)"));
+  EXPECT_THAT(message, HasSubstr("training.device: \"ddd"));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -397,6 +397,39 @@ TEST_F(JobStoreTest, CancelIsImmediateWhenQueuedAndRequestedWhenRunning) {
   EXPECT_EQ(MustGet(*store, "job-2").state(), v1::JOB_STATE_CANCELLED);
 }
 
+TEST_F(JobStoreTest, CancelReasonOfARunningJobSurvivesACrash) {
+  {
+    auto store = OpenStore();
+    ASSERT_NE(store, nullptr);
+    MustSubmit(*store, MoonSpec("running"));
+    ASSERT_TRUE(store->Start("job-1", "cpu").ok());
+    ASSERT_TRUE(store->RequestCancel("job-1", "wrong learning rate").ok());
+    // The process dies before the runner has stopped the job.
+  }
+  auto store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  ASSERT_TRUE(store->RecoverAfterRestart().ok());
+  const v1::Job job = MustGet(*store, "job-1");
+  EXPECT_EQ(job.state(), v1::JOB_STATE_CANCELLED);
+  EXPECT_THAT(job.error(), HasSubstr("wrong learning rate"));
+  EXPECT_THAT(job.error(), HasSubstr("restarted"));
+  EXPECT_EQ(job.resumes(), 0);
+}
+
+TEST_F(JobStoreTest, EveryInterruptionCountsAsAResume) {
+  auto store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  MustSubmit(*store, MoonSpec("interrupted"));
+  ASSERT_TRUE(store->Start("job-1", "cpu").ok());
+  // A graceful shutdown moves the running job back to the queue...
+  ASSERT_TRUE(store->Transition("job-1", v1::JOB_STATE_QUEUED, "shutting down").ok());
+  EXPECT_EQ(MustGet(*store, "job-1").resumes(), 1);
+  ASSERT_TRUE(store->Start("job-1", "cpu").ok());
+  // ...and so does the recovery after a crash.
+  ASSERT_TRUE(store->RecoverAfterRestart().ok());
+  EXPECT_EQ(MustGet(*store, "job-1").resumes(), 2);
+}
+
 TEST_F(JobStoreTest, EventSequencesIncreaseWithoutGapsAndResumeAfterASequence) {
   auto store = OpenStore();
   ASSERT_NE(store, nullptr);

@@ -447,7 +447,7 @@ TEST_F(SchedulerTest, NothingIsLostAcrossAShutdownAndACrash) {
   ASSERT_TRUE(restarted.Start().ok());
   const v1::Job resumed = WaitTerminal(resumable);
   EXPECT_EQ(resumed.state(), v1::JOB_STATE_SUCCEEDED) << resumed.error();
-  EXPECT_EQ(resumed.resumes(), 1);  // the crash; the shutdown is no resume by the store's count
+  EXPECT_EQ(resumed.resumes(), 2);  // the shutdown, then the crash
   EXPECT_EQ(resumed.attempts(), 3);
   ExpectContinues(before, Events(resumable, crashed_at), finished_epochs);
   EXPECT_EQ(WaitTerminal(plain).state(), v1::JOB_STATE_SUCCEEDED);

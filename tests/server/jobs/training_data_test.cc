@@ -5,6 +5,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <filesystem>
 #include <string>
@@ -130,6 +131,47 @@ TEST(LoadTrainingDataTest, TinyImageNetSampleThroughThePlan) {
   EXPECT_EQ(data->split.val.size(), 4 * 50);
   EXPECT_EQ(data->split.train.images.size(2), 64);
   EXPECT_TRUE(CheckDataFitsPlan(*plan, data->split).ok());
+}
+
+// A stop (a cancel, a shutdown) reaches data preparation: generation checks it between chunks of
+// images, so even images of 4096 x 4096, which take minutes to make, end at once.
+TEST(LoadTrainingDataTest, GenerationStopsWhenAskedAndReturnsCancelled) {
+  DataRequest request;
+  request.task = train::Task::kBinarySegmentation;
+  request.kind = DataKind::kSyntheticMoon;
+  request.num_samples = 32;
+  request.image_size = 4096;
+  std::atomic<bool> stop(true);
+  DataLoadOptions options;
+  options.stop = &stop;
+  StatusOr<TrainingData> data = LoadTrainingData(request, "", options);
+  EXPECT_EQ(data.status().code(), StatusCode::kCancelled) << data.status();
+  EXPECT_THAT(data.status().message(), HasSubstr("cancelled while generating"));
+}
+
+// Decoding checks the stop before every file: a stop after the first progress report ends the
+// load with Cancelled instead of decoding the other files.
+TEST(LoadTrainingDataTest, DecodingStopsWhenAskedAndReturnsCancelled) {
+  SKIP_WITHOUT_SHARED_DATA();
+  StatusOr<TrainingPlan> plan = PlanTraining(Parse(R"json({
+    "task": "classification",
+    "model": {"classifier": {}},
+    "data": {"kind": "tiny_imagenet", "path": "tiny-imagenet-200-10c", "num_classes": 4}
+  })json"));
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  std::atomic<bool> stop(false);
+  int64_t reports = 0;
+  DataLoadOptions options;
+  options.decode_threads = 1;
+  options.stop = &stop;
+  options.on_progress = [&](int64_t done, int64_t total) {
+    ++reports;
+    if (done < total) stop.store(true);
+  };
+  StatusOr<TrainingData> data = LoadTrainingData(plan->data, SharedData(), options);
+  EXPECT_EQ(data.status().code(), StatusCode::kCancelled) << data.status();
+  EXPECT_THAT(data.status().message(), HasSubstr("cancelled while decoding"));
+  EXPECT_GE(reports, 1);
 }
 
 // A short run on the real 10-class sample learns: validation top-1 well above the 10% of

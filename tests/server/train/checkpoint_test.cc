@@ -1,11 +1,11 @@
 #include "server/train/checkpoint.h"
 
-
 #include <gtest/gtest.h>
 
 #include <filesystem>
 #include <fstream>
 
+#include "models/seeded_randomness.h"
 #include "server/train/optimization.h"
 #include "tests/server/train/tiny_network.h"
 
@@ -112,6 +112,7 @@ TEST_F(CheckpointTest, TrainingStateAndOptimizerRoundTrip) {
   for (auto* pair : {&network, &restored}) {
     auto& opt = pair == &network ? optimizer : restored_optimizer;
     opt->zero_grad();
+    models::SeedThreadGenerator(11);  // the same dropout masks, as the trainer seeds each step
     (*pair)->forward(torch::ones({2, 3, 8, 8})).sum().backward();
     opt->step();
   }

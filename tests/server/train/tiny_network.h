@@ -5,6 +5,7 @@
 #include <torch/torch.h>
 
 #include "models/network.h"
+#include "models/seeded_randomness.h"
 #include "server/train/tensor_dataset.h"
 
 namespace selene::train::testing {
@@ -12,14 +13,15 @@ namespace selene::train::testing {
 class TinyNetworkImpl : public models::NetworkImpl {
  public:
   explicit TinyNetworkImpl(int64_t out_channels = 1, int64_t width = 4)
-      : conv_(register_module(
-            "conv", torch::nn::Conv2d(torch::nn::Conv2dOptions(3, width, 3).padding(1)))),
+      : conv_(register_module("conv",
+                              torch::nn::Conv2d(torch::nn::Conv2dOptions(3, width, 3).padding(1)))),
         norm_(register_module("norm", torch::nn::BatchNorm2d(width))),
-        dropout_(register_module("dropout", torch::nn::Dropout2d(0.1))),
         head_(register_module("head", torch::nn::Conv2d(width, out_channels, 1))) {}
 
   torch::Tensor forward(torch::Tensor images) override {
-    return head_->forward(dropout_->forward(torch::relu(norm_->forward(conv_->forward(images)))));
+    torch::Tensor x = torch::relu(norm_->forward(conv_->forward(images)));
+    // As the real models draw their dropout: from the thread's generator the trainer seeds.
+    return head_->forward(models::ThreadSeededDropout(x, 0.1, is_training()));
   }
 
   std::vector<models::StageSummary> summary() const override { return {}; }
@@ -27,7 +29,6 @@ class TinyNetworkImpl : public models::NetworkImpl {
  private:
   torch::nn::Conv2d conv_;
   torch::nn::BatchNorm2d norm_;
-  torch::nn::Dropout2d dropout_;
   torch::nn::Conv2d head_;
 };
 

@@ -1,5 +1,6 @@
 #include "server/train/trainer.h"
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -7,9 +8,11 @@
 #include <memory>
 #include <set>
 #include <utility>
+#include <vector>
 
 #include "server/train/checkpoint.h"
 #include "tests/server/train/tiny_network.h"
+#include "tests/testing/small_disk.h"
 
 namespace selene::train {
 namespace {
@@ -125,6 +128,44 @@ TEST_F(TrainerTest, CancelStopsWithinOneStep) {
   EXPECT_EQ(steps, 2);
   EXPECT_TRUE(result->history.empty());
   EXPECT_TRUE(std::filesystem::exists(dir_ / "last.pt"));
+}
+
+// The disk fills up after the first epoch: the second epoch's checkpoint cannot be written, so
+// the run ends with that error at once, reports no epoch it could not checkpoint, leaves no
+// temporary file, and last.pt still resumes from the first epoch.
+TEST_F(TrainerTest, AFullDiskEndsTheRunWithTheFileNamedAndKeepsTheLastGoodCheckpoint) {
+  StatusOr<std::unique_ptr<selene::testing::SmallDisk>> disk =
+      selene::testing::SmallDisk::Mount((dir_ / "disk").string(), int64_t{8} << 20);
+  if (!disk.ok()) GTEST_SKIP() << disk.status().message();
+  options_.checkpoint_dir = (*disk)->dir();
+  std::vector<int64_t> reported;
+  TrainerCallbacks callbacks;
+  callbacks.on_epoch = [&](const EpochRecord& record) {
+    reported.push_back(record.epoch);
+    // The epoch's checkpoints are on disk before it is reported.
+    EXPECT_TRUE(std::filesystem::exists(options_.checkpoint_dir + "/last.pt"));
+    ASSERT_TRUE((*disk)->FillLeaving(0).ok());
+  };
+  Trainer trainer(MakeTinyNetwork(), options_);
+  StatusOr<TrainResult> result = trainer.Run(data_, callbacks);
+  ASSERT_FALSE(result.ok());
+  EXPECT_EQ(result.status().code(), StatusCode::kResourceExhausted) << result.status();
+  EXPECT_THAT(std::string(result.status().message()),
+              ::testing::MatchesRegex("disk full writing .*/(best|last)\\.pt"));
+  EXPECT_EQ(reported, std::vector<int64_t>{0});
+  std::set<std::string> files;
+  for (const auto& entry : std::filesystem::directory_iterator((*disk)->dir())) {
+    files.insert(entry.path().filename().string());
+  }
+  EXPECT_EQ(files, (std::set<std::string>{"best.pt", "filler", "last.pt"}));
+
+  (*disk)->Free();
+  TrainingState state;
+  models::Network restored = MakeTinyNetwork();
+  ASSERT_TRUE(
+      LoadCheckpoint(options_.checkpoint_dir + "/last.pt", *restored, nullptr, &state).ok());
+  EXPECT_EQ(state.next_epoch, 1);
+  EXPECT_EQ(state.history.size(), 1u);
 }
 
 TEST_F(TrainerTest, EarlyStoppingHonoursPatience) {
