@@ -157,6 +157,7 @@ Status SaveCheckpoint(const std::string& path, models::NetworkImpl& network,
       archive.write("schedule_state", torch::tensor(state->schedule_state, torch::kFloat64),
                     /*is_buffer=*/true);
       archive.write("history", c10::IValue(EncodeHistory(state->history)));
+      archive.write("trained_unvalidated", c10::IValue(EncodeHistory(state->trained_unvalidated)));
     }
     archive.save_to(bytes);
   } catch (const c10::Error& e) {
@@ -192,6 +193,9 @@ Status LoadCheckpoint(const std::string& path, models::NetworkImpl& network,
         schedule = schedule.to(torch::kFloat64).contiguous();
         state->schedule_state.assign(schedule.data_ptr<double>(),
                                      schedule.data_ptr<double>() + schedule.numel());
+      }
+      if (archive.try_read("trained_unvalidated", value)) {
+        SELENE_ASSIGN_OR_RETURN(state->trained_unvalidated, DecodeHistory(value.toStringRef()));
       }
       if (archive.try_read("history", value)) {
         SELENE_ASSIGN_OR_RETURN(state->history, DecodeHistory(value.toStringRef()));

@@ -23,6 +23,10 @@ struct TrainingState {
   int64_t epochs_without_improvement = 0;
   std::vector<double> schedule_state;
   std::vector<EpochRecord> history;
+  // The epoch whose training steps all ran but whose validation was stopped (a cancel or a
+  // shutdown mid-validation): its training loss and metrics, so a resumed run validates it
+  // without training it again. Empty otherwise.
+  std::vector<EpochRecord> trained_unvalidated;
 };
 
 // Writes atomically and durably (common/durable_file.h): a crash never leaves half a file, and

@@ -45,10 +45,11 @@ void PlaceNetwork(models::NetworkImpl& network, const TrainerOptions& options) {
   if (options.channels_last) models::UseChannelsLast(network);
 }
 
-// Loss and metrics over a whole data set, in eval mode without gradients.
-std::pair<double, MetricValues> EvaluatePass(models::NetworkImpl& network,
-                                             const TrainerOptions& options,
-                                             const TensorDataset& data) {
+// Loss and metrics over a whole data set, in eval mode without gradients; nullopt when `cancel`
+// (may be null) is set before a batch, so a stop need not wait for a large validation set.
+std::optional<std::pair<double, MetricValues>> EvaluatePass(
+    models::NetworkImpl& network, const TrainerOptions& options, const TensorDataset& data,
+    const std::atomic<bool>* cancel = nullptr) {
   torch::NoGradGuard no_grad;
   network.eval();
   BatchLoaderOptions loader_options;
@@ -64,13 +65,14 @@ std::pair<double, MetricValues> EvaluatePass(models::NetworkImpl& network,
   double loss_sum = 0.0;
   int64_t count = 0;
   while (std::optional<Batch> batch = loader.Next()) {
+    if (cancel != nullptr && cancel->load()) return std::nullopt;
     torch::Tensor logits = ForwardLogits(network, options, batch->images);
     const int64_t n = batch->images.size(0);
     loss_sum += ComputeLoss(options.loss, options.task, logits, batch->targets).item<double>() * n;
     count += n;
     metrics->Add(logits, batch->targets);
   }
-  return {count > 0 ? loss_sum / count : std::nan(""), metrics->Compute()};
+  return std::make_pair(count > 0 ? loss_sum / count : std::nan(""), metrics->Compute());
 }
 
 Status ValidateOptions(const TrainerOptions& options, const TrainValSplit& data) {
@@ -171,8 +173,7 @@ class TrainingRun {
     const int64_t n = std::min<int64_t>(probe.size(), 2);
     probe.images = probe.images.slice(0, 0, n);
     probe.targets = probe.targets.slice(0, 0, n);
-    auto [loss, metrics] = EvaluatePass(network_, options_, probe);
-    (void)loss;
+    const MetricValues metrics = EvaluatePass(network_, options_, probe)->second;
     if (options_.monitor != "val_loss" && options_.monitor != "train_loss" &&
         metrics.count(options_.monitor) == 0) {
       return InvalidArgumentError(
@@ -193,10 +194,41 @@ class TrainingRun {
     return OkStatus();
   }
 
-  // Trains one epoch and validates. Returns nullopt when cancelled (stopped_at_step_ says where).
+  // Trains one epoch and validates. Returns nullopt when cancelled (stopped_at_step_ says where;
+  // a stop during validation keeps the trained epoch in state_.trained_unvalidated).
   std::optional<EpochRecord> TrainEpoch(BatchLoader& loader, int64_t epoch) {
-    const auto epoch_start = Clock::now();
     network_.on_epoch_start(epoch);
+    std::optional<EpochRecord> record = TakeTrainedUnvalidated(epoch);
+    if (!record) record = TrainSteps(loader, epoch);
+    if (!record) return std::nullopt;
+    const auto validation_start = Clock::now();
+    auto validation = EvaluatePass(network_, options_, data_.val, cancel_);
+    if (!validation) {
+      // Every step ran: a resumed run validates this epoch without training it again.
+      state_.trained_unvalidated = {*record};
+      stopped_at_step_ = loader.batches_per_epoch();
+      return std::nullopt;
+    }
+    std::tie(record->val_loss, record->val_metrics) = *std::move(validation);
+    record->seconds += SecondsSince(validation_start);
+    return record;
+  }
+
+  // The epoch a resumed run stopped validating, when `epoch` is that one.
+  std::optional<EpochRecord> TakeTrainedUnvalidated(int64_t epoch) {
+    if (epoch != state_.next_epoch || state_.trained_unvalidated.empty() ||
+        state_.trained_unvalidated.front().epoch != epoch) {
+      return std::nullopt;
+    }
+    EpochRecord record = state_.trained_unvalidated.front();
+    state_.trained_unvalidated.clear();
+    return record;
+  }
+
+  // The epoch's training steps (from where a resumed run stopped), without validation: the
+  // record's training fields. nullopt when cancelled before the last step.
+  std::optional<EpochRecord> TrainSteps(BatchLoader& loader, int64_t epoch) {
+    const auto epoch_start = Clock::now();
     network_.train();
     std::unique_ptr<MetricAccumulator> train_metrics =
         MakeMetrics(options_.task, data_.train.class_names, options_.loss.ignore_index);
@@ -212,7 +244,8 @@ class TrainingRun {
     const auto train_start = Clock::now();
     int64_t step = first_step;
     while (true) {
-      if (cancel_ != nullptr && cancel_->load()) {
+      // A stop after the last step still finishes the epoch's training record.
+      if (cancel_ != nullptr && cancel_->load() && step < steps) {
         stopped_at_step_ = step;
         return std::nullopt;
       }
@@ -257,7 +290,6 @@ class TrainingRun {
     record.data_wait_fraction =
         (loader.wait_seconds() - wait_before) / std::max(train_seconds, 1e-9);
     record.learning_rate = optimizer_->param_groups().front().options().get_lr();
-    std::tie(record.val_loss, record.val_metrics) = EvaluatePass(network_, options_, data_.val);
     record.seconds = SecondsSince(epoch_start);
     return record;
   }
@@ -343,7 +375,7 @@ StatusOr<TrainResult> Trainer::Run(const TrainValSplit& data, const TrainerCallb
 StatusOr<std::pair<double, MetricValues>> Trainer::Evaluate(const TensorDataset& data) {
   return CatchTorchErrors("evaluation failed", [&]() -> StatusOr<std::pair<double, MetricValues>> {
     PlaceNetwork(*network_, options_);
-    return EvaluatePass(*network_, options_, data);
+    return *EvaluatePass(*network_, options_, data);
   });
 }
 

@@ -3,6 +3,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cmath>
 #include <filesystem>
 #include <memory>
@@ -106,6 +107,50 @@ TEST_F(TrainerTest, ResumedRunContinuesExactlyWhereItStopped) {
   ASSERT_EQ(resumed->history.size(), 4u);
   for (size_t e = 0; e < 4; ++e) {
     EXPECT_DOUBLE_EQ(resumed->history[e].learning_rate, full->history[e].learning_rate) << e;
+    EXPECT_DOUBLE_EQ(resumed->history[e].val_loss, full->history[e].val_loss) << e;
+  }
+  auto a = straight.network()->parameters();
+  auto b = second.network()->parameters();
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(torch::equal(a[i], b[i])) << "parameter " << i;
+}
+
+// A stop that lands after an epoch's last step stops its validation: last.pt keeps the trained
+// epoch's record, and the resumed run validates it without training it again, ending exactly
+// where a straight run ends.
+TEST_F(TrainerTest, AStopDuringValidationResumesWithoutTrainingTheEpochAgain) {
+  Trainer straight(MakeTinyNetwork(), options_);
+  StatusOr<TrainResult> full = straight.Run(data_);
+  ASSERT_TRUE(full.ok()) << full.status();
+
+  options_.checkpoint_dir = (dir_ / "interrupted").string();
+  std::atomic<bool> cancel{false};
+  TrainerCallbacks callbacks;
+  callbacks.on_step = [&](const StepProgress& p) {
+    if (p.epoch == 1 && p.step == p.steps_per_epoch) cancel = true;
+  };
+  Trainer first(MakeTinyNetwork(), options_);
+  StatusOr<TrainResult> partial = first.Run(data_, callbacks, &cancel);
+  ASSERT_TRUE(partial.ok()) << partial.status();
+  EXPECT_TRUE(partial->cancelled);
+  EXPECT_EQ(partial->history.size(), 1u);
+  TrainingState saved;
+  models::Network probe = MakeTinyNetwork();
+  ASSERT_TRUE(LoadCheckpoint(options_.checkpoint_dir + "/last.pt", *probe, nullptr, &saved).ok());
+  ASSERT_EQ(saved.trained_unvalidated.size(), 1u);
+  EXPECT_EQ(saved.trained_unvalidated[0].epoch, 1);
+
+  options_.resume = true;
+  int steps_after_resume = 0;
+  TrainerCallbacks count_steps;
+  count_steps.on_step = [&](const StepProgress& p) { steps_after_resume += p.epoch == 1; };
+  Trainer second(MakeTinyNetwork(), options_);
+  StatusOr<TrainResult> resumed = second.Run(data_, count_steps);
+  ASSERT_TRUE(resumed.ok()) << resumed.status();
+  EXPECT_EQ(steps_after_resume, 0) << "epoch 2 was trained already";
+  ASSERT_EQ(resumed->history.size(), 4u);
+  for (size_t e = 0; e < 4; ++e) {
+    EXPECT_DOUBLE_EQ(resumed->history[e].train_loss, full->history[e].train_loss) << e;
     EXPECT_DOUBLE_EQ(resumed->history[e].val_loss, full->history[e].val_loss) << e;
   }
   auto a = straight.network()->parameters();
