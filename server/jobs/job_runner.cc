@@ -241,19 +241,18 @@ class JobRun {
     plan.trainer.resume = true;
     ProgressRecorder recorder(store_, job_.id(), plan, options_.progress_interval, restored);
     train::TrainerCallbacks callbacks;
-    // The trainer stops at its next step when the scheduler asks (cancel, shutdown) or when
-    // the job's progress can no longer be recorded (a full disk): training on would produce
-    // epochs nobody could see or resume.
-    std::atomic<bool> halt(stop_.requested());
+    // The trainer stops at its next step or validation batch when the scheduler asks (cancel,
+    // shutdown) or when the job's progress can no longer be recorded (a full disk): training on
+    // would produce epochs nobody could see or resume.
     Status recording;
+    callbacks.should_stop = [&recording] { return !recording.ok(); };
     train::TrainResult so_far;
     so_far.history = restored.history;
-    callbacks.on_step = [this, &recorder, &halt](const train::StepProgress& p) {
+    callbacks.on_step = [this, &recorder](const train::StepProgress& p) {
       recorder.OnStep(p);
       if (options_.on_training_step) {
         options_.on_training_step({job_.id(), device_, p.images, p.seconds});
       }
-      if (stop_.requested()) halt.store(true);
     };
     callbacks.on_epoch = [&](const train::EpochRecord& r) {
       recorder.OnEpoch(r);
@@ -271,10 +270,9 @@ class JobRun {
             recorder.status().code(),
             absl::StrCat("recording progress in the job store: ", recorder.status().message()));
       }
-      if (!recording.ok() || stop_.requested()) halt.store(true);
     };
     train::Trainer trainer(network, plan.trainer);
-    StatusOr<train::TrainResult> result = trainer.Run(data, callbacks, &halt);
+    StatusOr<train::TrainResult> result = trainer.Run(data, callbacks, &stop_.flag());
     if (!result.ok()) return RunOutcome::Failed(std::string(result.status().message()));
     if (!recording.ok()) return RunOutcome::Failed(std::string(recording.message()));
     if (!recorder.status().ok()) {

@@ -49,7 +49,7 @@ void PlaceNetwork(models::NetworkImpl& network, const TrainerOptions& options) {
 // (may be null) is set before a batch, so a stop need not wait for a large validation set.
 std::optional<std::pair<double, MetricValues>> EvaluatePass(
     models::NetworkImpl& network, const TrainerOptions& options, const TensorDataset& data,
-    const std::atomic<bool>* cancel = nullptr) {
+    const std::function<bool()>& cancel = nullptr) {
   torch::NoGradGuard no_grad;
   network.eval();
   BatchLoaderOptions loader_options;
@@ -65,7 +65,7 @@ std::optional<std::pair<double, MetricValues>> EvaluatePass(
   double loss_sum = 0.0;
   int64_t count = 0;
   while (std::optional<Batch> batch = loader.Next()) {
-    if (cancel != nullptr && cancel->load()) return std::nullopt;
+    if (cancel && cancel()) return std::nullopt;
     torch::Tensor logits = ForwardLogits(network, options, batch->images);
     const int64_t n = batch->images.size(0);
     loss_sum += ComputeLoss(options.loss, options.task, logits, batch->targets).item<double>() * n;
@@ -202,7 +202,7 @@ class TrainingRun {
     if (!record) record = TrainSteps(loader, epoch);
     if (!record) return std::nullopt;
     const auto validation_start = Clock::now();
-    auto validation = EvaluatePass(network_, options_, data_.val, cancel_);
+    auto validation = EvaluatePass(network_, options_, data_.val, [this] { return Stopping(); });
     if (!validation) {
       // Every step ran: a resumed run validates this epoch without training it again.
       state_.trained_unvalidated = {*record};
@@ -245,7 +245,7 @@ class TrainingRun {
     int64_t step = first_step;
     while (true) {
       // A stop after the last step still finishes the epoch's training record.
-      if (cancel_ != nullptr && cancel_->load() && step < steps) {
+      if (step < steps && Stopping()) {
         stopped_at_step_ = step;
         return std::nullopt;
       }
@@ -333,6 +333,11 @@ class TrainingRun {
   const TrainValSplit& data_;
   const TrainerCallbacks& callbacks_;
   const std::atomic<bool>* cancel_;
+
+  bool Stopping() const {
+    return (cancel_ != nullptr && cancel_->load()) ||
+           (callbacks_.should_stop && callbacks_.should_stop());
+  }
   LrSchedule schedule_;
   const bool higher_is_better_;
   std::vector<double> group_scales_;

@@ -66,6 +66,9 @@ struct TrainerCallbacks {
   std::function<void(const StepProgress&)> on_step;
   // After the epoch's checkpoints (best.pt when it improved, last.pt) are durable on disk.
   std::function<void(const EpochRecord&)> on_epoch;
+  // Checked with `cancel` before every training step and validation batch: true stops the run
+  // as a cancel does (e.g. the caller can no longer record its progress). May be empty.
+  std::function<bool()> should_stop;
 };
 
 struct TrainResult {
