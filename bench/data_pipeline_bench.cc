@@ -20,12 +20,15 @@
 #include "absl/flags/parse.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "server/jobs/job_spec.h"
 #include "server/jobs/training_data.h"
 #include "server/jobs/training_plan.h"
 #include "server/train/batch_loader.h"
 #include "server/train/threads.h"
 #include "server/train/trainer.h"
+#include "spec/json_io.h"
+#include "spec/network_builder.h"
+#include "spec/overrides.h"
+#include "spec/resolved_job_spec.h"
 
 ABSL_FLAG(std::string, data, "../shared/data/tiny-imagenet-200-10c",
           "A Tiny ImageNet-200 layout folder.");
@@ -62,7 +65,7 @@ int main(int argc, char** argv) {
   const fs::path data = fs::absolute(absl::GetFlag(FLAGS_data));
 
   selene::StatusOr<selene::v1::JobSpec> spec =
-      selene::jobs::LoadJobSpecFile(absl::GetFlag(FLAGS_spec));
+      selene::spec::LoadJobSpecFile(absl::GetFlag(FLAGS_spec));
   if (!spec.ok()) return Fail(std::string(spec.status().message()));
   spec->mutable_training()->clear_early_stopping();  // one epoch: nothing to stop early
   std::vector<std::string> overrides = {absl::StrCat("data.path=", data.filename().string()),
@@ -73,11 +76,14 @@ int main(int argc, char** argv) {
   }
   for (const std::string& set : absl::GetFlag(FLAGS_set)) overrides.push_back(set);
   for (const std::string& set : overrides) {
-    if (selene::Status s = selene::jobs::ApplyOverride(&*spec, set); !s.ok()) {
+    if (selene::Status s = selene::spec::ApplyOverride(&*spec, set); !s.ok()) {
       return Fail(std::string(s.message()));
     }
   }
-  selene::StatusOr<selene::jobs::TrainingPlan> plan = selene::jobs::PlanTraining(*spec);
+  selene::StatusOr<selene::spec::ResolvedJobSpec> resolved =
+      selene::spec::ResolvedJobSpec::Resolve(*spec);
+  if (!resolved.ok()) return Fail(std::string(resolved.status().message()));
+  selene::StatusOr<selene::jobs::TrainingPlan> plan = selene::jobs::PlanTraining(*resolved);
   if (!plan.ok()) return Fail(std::string(plan.status().message()));
 
   const std::string root = data.parent_path().string();
@@ -87,7 +93,7 @@ int main(int argc, char** argv) {
   // 1. Decoding every file, as a pipeline without a decoded cache does once per epoch.
   auto start = Clock::now();
   selene::StatusOr<selene::jobs::TrainingData> decoded =
-      selene::jobs::LoadTrainingData(plan->data, root, load);
+      selene::jobs::LoadTrainingData(plan->spec.data(), root, load);
   const double decode_seconds = SecondsSince(start);
   if (!decoded.ok()) return Fail(std::string(decoded.status().message()));
   const int64_t files = decoded->split.train.size() + decoded->split.val.size();
@@ -99,12 +105,12 @@ int main(int argc, char** argv) {
     const fs::path cache = fs::temp_directory_path() / "selene-data-bench-cache";
     fs::remove_all(cache);
     load.cache_dir = cache.string();
-    if (auto first = selene::jobs::LoadTrainingData(plan->data, root, load); !first.ok()) {
+    if (auto first = selene::jobs::LoadTrainingData(plan->spec.data(), root, load); !first.ok()) {
       return Fail(std::string(first.status().message()));
     }
     start = Clock::now();
     selene::StatusOr<selene::jobs::TrainingData> cached =
-        selene::jobs::LoadTrainingData(plan->data, root, load);
+        selene::jobs::LoadTrainingData(plan->spec.data(), root, load);
     cache_seconds = SecondsSince(start);
     if (!cached.ok()) return Fail(std::string(cached.status().message()));
     cache_hit = cached->cache_hit;
@@ -112,7 +118,7 @@ int main(int argc, char** argv) {
   }
 
   // 3. One training epoch fed from memory, augmentation on the loader's thread.
-  selene::StatusOr<selene::models::Network> network = selene::jobs::BuildPlannedNetwork(*plan);
+  selene::StatusOr<selene::models::Network> network = selene::spec::BuildNetwork(plan->spec);
   if (!network.ok()) return Fail(std::string(network.status().message()));
   selene::train::Trainer trainer(*network, plan->trainer);
   selene::StatusOr<selene::train::TrainResult> result = trainer.Run(decoded->split);

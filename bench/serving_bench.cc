@@ -36,12 +36,14 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "bench/bench_common.h"
-#include "server/jobs/job_spec.h"
-#include "server/jobs/training_plan.h"
+#include "common/run_folder.h"
 #include "server/serving/inference_engine.h"
 #include "server/serving/model_registry.h"
 #include "server/serving/servable_model.h"
 #include "server/train/checkpoint.h"
+#include "spec/json_io.h"
+#include "spec/network_builder.h"
+#include "spec/resolved_job_spec.h"
 
 ABSL_FLAG(std::string, checkpoint, "",
           "A job's best.pt (its spec is read from the metadata); empty = a random default U-Net.");
@@ -116,10 +118,11 @@ using selene::bench::TestImage;
 // A random-weight default U-Net written as a job folder; BatchNorm statistics randomised too, so
 // eval mode (and folding) has something to do.
 StatusOr<std::string> WriteDefaultUNet() {
-  SELENE_ASSIGN_OR_RETURN(selene::v1::JobSpec spec, selene::jobs::ParseJobSpecJson(kDefaultUNet));
-  SELENE_ASSIGN_OR_RETURN(selene::jobs::TrainingPlan plan, selene::jobs::PlanTraining(spec));
+  SELENE_ASSIGN_OR_RETURN(selene::v1::JobSpec spec, selene::spec::ParseJobSpecJson(kDefaultUNet));
+  SELENE_ASSIGN_OR_RETURN(selene::spec::ResolvedJobSpec resolved,
+                          selene::spec::ResolvedJobSpec::Resolve(spec));
   torch::manual_seed(1);
-  SELENE_ASSIGN_OR_RETURN(selene::models::Network network, selene::jobs::BuildPlannedNetwork(plan));
+  SELENE_ASSIGN_OR_RETURN(selene::models::Network network, selene::spec::BuildNetwork(resolved));
   {
     torch::NoGradGuard no_grad;
     for (auto& buffer : network->named_buffers()) {
@@ -130,9 +133,9 @@ StatusOr<std::string> WriteDefaultUNet() {
   const fs::path dir =
       fs::temp_directory_path() / absl::StrCat("selene-serving-bench-", ::getpid());
   fs::create_directories(dir);
-  const std::string path = (dir / "best.pt").string();
+  const std::string path = selene::RunFolder(dir.string()).best_checkpoint();
   SELENE_RETURN_IF_ERROR(selene::train::SaveCheckpoint(
-      path, *network, selene::jobs::JobSpecToJson(plan.resolved_spec, false)));
+      path, *network, selene::spec::JobSpecToJson(resolved.proto(), false)));
   return path;
 }
 

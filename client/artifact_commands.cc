@@ -13,9 +13,9 @@
 #include "absl/time/clock.h"
 #include "client/commands.h"
 #include "client/progress_bar.h"
-#include "server/api/sha256.h"
-#include "server/report/markdown_table.h"
-#include "server/report/number_format.h"
+#include "common/markdown_table.h"
+#include "common/number_format.h"
+#include "common/sha256.h"
 
 namespace selene::client {
 namespace {
@@ -38,7 +38,7 @@ StatusOr<std::string> FileSha256(const fs::path& path) {
   if (fd < 0) return InternalError(absl::StrCat("cannot open ", path.string()));
   std::error_code error;
   const auto size = fs::file_size(path, error);
-  StatusOr<std::string> digest = api::Sha256OfFile(fd, static_cast<int64_t>(size), path.string());
+  StatusOr<std::string> digest = Sha256OfFile(fd, static_cast<int64_t>(size), path.string());
   ::close(fd);
   return digest;
 }
@@ -151,12 +151,10 @@ int RunArtifacts(const ParsedArgs& args, Connection& connection) {
   v1::ListArtifactsResponse response;
   const grpc::Status status = ListArtifacts(args.positional[0], connection, &response);
   if (!status.ok()) return connection.Fail(status);
-  report::MarkdownTable table;
-  table.AddColumn("name")
-      .AddColumn("bytes", report::MarkdownTable::Align::kRight)
-      .AddColumn("sha256");
+  MarkdownTable table;
+  table.AddColumn("name").AddColumn("bytes", MarkdownTable::Align::kRight).AddColumn("sha256");
   for (const v1::Artifact& artifact : response.artifacts()) {
-    table.AddRow({artifact.name(), report::Grouped(artifact.size_bytes()), artifact.sha256()});
+    table.AddRow({artifact.name(), Grouped(artifact.size_bytes()), artifact.sha256()});
   }
   std::cout << table.Render();
   return kExitOk;

@@ -17,8 +17,8 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
 #include "client/commands.h"
-#include "server/report/markdown_table.h"
-#include "server/report/number_format.h"
+#include "common/markdown_table.h"
+#include "common/number_format.h"
 
 namespace selene::client {
 namespace {
@@ -221,20 +221,20 @@ int RunModels(const ParsedArgs& args, Connection& connection) {
   connection.Prepare(&context);
   const grpc::Status status = connection.inference().ListModels(&context, request, &response);
   if (!status.ok()) return connection.Fail(status);
-  report::MarkdownTable table;
+  MarkdownTable table;
   table.AddColumn("model")
       .AddColumn("name")
       .AddColumn("task")
       .AddColumn("family")
-      .AddColumn("params", report::MarkdownTable::Align::kRight)
-      .AddColumn("input", report::MarkdownTable::Align::kRight)
+      .AddColumn("params", MarkdownTable::Align::kRight)
+      .AddColumn("input", MarkdownTable::Align::kRight)
       .AddColumn("best")
       .AddColumn("aliases")
       .AddColumn("loaded");
   for (const v1::ModelInfo& model : response.models()) {
     table.AddRow({model.job_id(), model.name(), TaskName(model.task()), model.model_family(),
-                  report::Grouped(model.parameters()), absl::StrCat(model.input_size()),
-                  absl::StrCat(model.monitor(), " ", report::FormatValue(model.best_value())),
+                  Grouped(model.parameters()), absl::StrCat(model.input_size()),
+                  absl::StrCat(model.monitor(), " ", FormatValue(model.best_value())),
                   absl::StrJoin(model.aliases(), ","), model.loaded() ? "yes" : "no"});
   }
   std::cout << table.Render();

@@ -16,9 +16,10 @@
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "client/commands.h"
-#include "server/jobs/job_spec.h"
-#include "server/report/markdown_table.h"
-#include "server/report/number_format.h"
+#include "common/markdown_table.h"
+#include "common/number_format.h"
+#include "spec/json_io.h"
+#include "spec/overrides.h"
 
 namespace selene::client {
 namespace {
@@ -55,8 +56,7 @@ std::string EpochText(const v1::Job& job) {
 
 std::string BestText(const v1::Job& job) {
   if (job.best_epoch() == 0) return "-";
-  return absl::StrCat(job.monitor(), " ", report::FormatValue(job.best_value()), " @",
-                      job.best_epoch());
+  return absl::StrCat(job.monitor(), " ", FormatValue(job.best_value()), " @", job.best_epoch());
 }
 
 int NeedArgs(const ParsedArgs& args, size_t min, size_t max, const std::string& usage) {
@@ -80,9 +80,9 @@ int RunSubmit(const ParsedArgs& args, Connection& connection) {
                                 "[--priority N] [--watch]")) {
     return code;
   }
-  StatusOr<v1::JobSpec> spec = jobs::LoadJobSpecFile(args.positional[0]);
+  StatusOr<v1::JobSpec> spec = spec::LoadJobSpecFile(args.positional[0]);
   if (!spec.ok()) return ReportUsageError(spec.status());
-  if (const Status status = jobs::ApplyOverrides(&*spec, args.GetAll("set")); !status.ok()) {
+  if (const Status status = spec::ApplyOverrides(&*spec, args.GetAll("set")); !status.ok()) {
     return ReportUsageError(status);
   }
   v1::SubmitJobRequest request;
@@ -125,7 +125,7 @@ int RunGet(const ParsedArgs& args, Connection& connection) {
     std::cout << ToJson(job);
     return kExitOk;
   }
-  report::MarkdownTable table;
+  MarkdownTable table;
   table.AddColumn("field").AddColumn("value");
   table.AddRow({"id", job.id()});
   table.AddRow({"name", job.name()});
@@ -140,7 +140,7 @@ int RunGet(const ParsedArgs& args, Connection& connection) {
                                                       job.latest_metrics().end());
   std::sort(metrics.begin(), metrics.end());
   for (const auto& [name, value] : metrics) {
-    table.AddRow({absl::StrCat("latest ", name), report::FormatValue(value)});
+    table.AddRow({absl::StrCat("latest ", name), FormatValue(value)});
   }
   table.AddRow({"created", TimeText(job.create_time())});
   table.AddRow({"started", TimeText(job.start_time())});
@@ -183,11 +183,11 @@ int RunList(const ParsedArgs& args, Connection& connection) {
     std::cout << ToJson(all);
     return kExitOk;
   }
-  report::MarkdownTable table;
+  MarkdownTable table;
   table.AddColumn("id")
       .AddColumn("name")
       .AddColumn("state")
-      .AddColumn("epoch", report::MarkdownTable::Align::kRight)
+      .AddColumn("epoch", MarkdownTable::Align::kRight)
       .AddColumn("best")
       .AddColumn("created");
   for (const v1::Job& job : all.jobs()) {

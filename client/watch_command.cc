@@ -9,7 +9,7 @@
 #include "absl/time/clock.h"
 #include "client/commands.h"
 #include "client/progress_bar.h"
-#include "server/report/number_format.h"
+#include "common/number_format.h"
 
 namespace selene::client {
 namespace {
@@ -23,9 +23,9 @@ bool IsTerminal(v1::JobState state) {
 }
 
 std::string EpochLine(const v1::EpochEnd& end) {
-  std::string line = absl::StrCat("epoch ", end.epoch(), "/", end.epochs(), "  train_loss ",
-                                  report::FormatValue(end.train_loss()), "  val_loss ",
-                                  report::FormatValue(end.val_loss()));
+  std::string line =
+      absl::StrCat("epoch ", end.epoch(), "/", end.epochs(), "  train_loss ",
+                   FormatValue(end.train_loss()), "  val_loss ", FormatValue(end.val_loss()));
   std::vector<std::pair<std::string, double>> metrics(end.metrics().begin(), end.metrics().end());
   // The monitor first, then the rest by name: the number people look for leads.
   std::sort(metrics.begin(), metrics.end(), [&](const auto& a, const auto& b) {
@@ -34,7 +34,7 @@ std::string EpochLine(const v1::EpochEnd& end) {
     return a_monitor != b_monitor ? a_monitor : a.first < b.first;
   });
   for (const auto& [name, value] : metrics) {
-    absl::StrAppend(&line, "  ", name, " ", report::FormatValue(value));
+    absl::StrAppend(&line, "  ", name, " ", FormatValue(value));
   }
   absl::StrAppend(&line,
                   absl::StrFormat("  %.1fs  %.0f img/s", end.seconds(), end.images_per_second()));
@@ -78,7 +78,7 @@ int WatchJob(const std::string& job_id, Connection& connection) {
                    static_cast<double>(p.steps()),
                    absl::StrFormat("%d/%d  %.0f img/s  ETA %s  loss %s", p.step(), p.steps(),
                                    p.images_per_second(), FormatDuration(p.eta_seconds()),
-                                   report::FormatValue(p.loss())));
+                                   FormatValue(p.loss())));
       } else if (event.has_epoch_end()) {
         bar.Finish();
         epochs = event.epoch_end().epochs();

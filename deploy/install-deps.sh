@@ -18,6 +18,8 @@ PACKAGES=(
   prometheus
   # The deploy-files test (tests/deploy) parses every YAML file under deploy/ with /usr/bin/python3.
   python3-yaml
+  # `make check-format` (CI): every C++ file as .clang-format writes it.
+  clang-format
 )
 
 missing=()

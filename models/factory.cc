@@ -93,46 +93,46 @@ Status ValidateClassifier(const std::string& prefix, const ClassifierOptions& op
   return OkStatus();
 }
 
-Status ValidateUNet(const UNetOptions& options) {
-  SELENE_RETURN_IF_ERROR(AtLeast("unet.in_channels", options.in_channels, 1));
-  SELENE_RETURN_IF_ERROR(AtLeast("unet.out_channels", options.out_channels, 1));
-  SELENE_RETURN_IF_ERROR(AtLeast("unet.base_width", options.base_width, 1));
-  SELENE_RETURN_IF_ERROR(AtLeast("unet.max_width", options.max_width, 0));
+Status ValidateUNet(const std::string& prefix, const UNetOptions& options) {
+  SELENE_RETURN_IF_ERROR(AtLeast(prefix + ".in_channels", options.in_channels, 1));
+  SELENE_RETURN_IF_ERROR(AtLeast(prefix + ".out_channels", options.out_channels, 1));
+  SELENE_RETURN_IF_ERROR(AtLeast(prefix + ".base_width", options.base_width, 1));
+  SELENE_RETURN_IF_ERROR(AtLeast(prefix + ".max_width", options.max_width, 0));
   SELENE_RETURN_IF_ERROR(
-      EnumInRange("unet.downsample", options.downsample, Downsample::kStridedConv));
-  SELENE_RETURN_IF_ERROR(EnumInRange("unet.upsample", options.upsample, Upsample::kBilinear));
-  return DropoutInRange("unet.dropout", options.dropout);
+      EnumInRange(prefix + ".downsample", options.downsample, Downsample::kStridedConv));
+  SELENE_RETURN_IF_ERROR(EnumInRange(prefix + ".upsample", options.upsample, Upsample::kBilinear));
+  return DropoutInRange(prefix + ".dropout", options.dropout);
 }
 
-Status ValidateEncoderUNet(const EncoderUNetOptions& options) {
+Status ValidateEncoderUNet(const std::string& prefix, const EncoderUNetOptions& options) {
   SELENE_RETURN_IF_ERROR(
-      ValidateClassifier("encoder_unet.encoder", options.encoder, /*as_encoder=*/true));
-  SELENE_RETURN_IF_ERROR(AtLeast("encoder_unet.out_channels", options.out_channels, 1));
-  SELENE_RETURN_IF_ERROR(AtLeast("encoder_unet.decoder_base_width", options.decoder_base_width, 1));
-  SELENE_RETURN_IF_ERROR(AtLeast("encoder_unet.decoder_max_width", options.decoder_max_width, 0));
+      ValidateClassifier(prefix + ".encoder", options.encoder, /*as_encoder=*/true));
+  SELENE_RETURN_IF_ERROR(AtLeast(prefix + ".out_channels", options.out_channels, 1));
+  SELENE_RETURN_IF_ERROR(AtLeast(prefix + ".decoder_base_width", options.decoder_base_width, 1));
+  SELENE_RETURN_IF_ERROR(AtLeast(prefix + ".decoder_max_width", options.decoder_max_width, 0));
+  SELENE_RETURN_IF_ERROR(EnumInRange(prefix + ".upsample", options.upsample, Upsample::kBilinear));
   SELENE_RETURN_IF_ERROR(
-      EnumInRange("encoder_unet.upsample", options.upsample, Upsample::kBilinear));
-  SELENE_RETURN_IF_ERROR(
-      EnumInRange("encoder_unet.encoder_mode", options.encoder_mode, EncoderMode::kFineTune));
-  SELENE_RETURN_IF_ERROR(AtLeast("encoder_unet.unfreeze_epoch", options.unfreeze_epoch, 0));
+      EnumInRange(prefix + ".encoder_mode", options.encoder_mode, EncoderMode::kFineTune));
+  SELENE_RETURN_IF_ERROR(AtLeast(prefix + ".unfreeze_epoch", options.unfreeze_epoch, 0));
   if (!(options.encoder_lr_scale > 0.0) || !std::isfinite(options.encoder_lr_scale)) {
-    return InvalidArgumentError("encoder_unet.encoder_lr_scale: " +
-                                FormatDouble(options.encoder_lr_scale) + " must be > 0");
+    return InvalidArgumentError(
+        prefix + ".encoder_lr_scale: " + FormatDouble(options.encoder_lr_scale) + " must be > 0");
   }
   return OkStatus();
 }
 
 Status ValidateSpec(const NetworkSpec& spec) {
-  SELENE_RETURN_IF_ERROR(AtLeast("parameter_budget", spec.parameter_budget, 0));
+  const std::string& prefix = spec.field_prefix;
+  SELENE_RETURN_IF_ERROR(AtLeast(prefix + "parameter_budget", spec.parameter_budget, 0));
   switch (spec.family) {
     case Family::kClassifier:
-      return ValidateClassifier("classifier", spec.classifier, /*as_encoder=*/false);
+      return ValidateClassifier(prefix + "classifier", spec.classifier, /*as_encoder=*/false);
     case Family::kUNet:
-      return ValidateUNet(spec.unet);
+      return ValidateUNet(prefix + "unet", spec.unet);
     case Family::kEncoderUNet:
-      return ValidateEncoderUNet(spec.encoder_unet);
+      return ValidateEncoderUNet(prefix + "encoder_unet", spec.encoder_unet);
   }
-  return InvalidArgumentError("family: " + std::to_string(static_cast<int>(spec.family)) +
+  return InvalidArgumentError(prefix + "family: " + std::to_string(static_cast<int>(spec.family)) +
                               " is not a known value");
 }
 
@@ -232,7 +232,7 @@ StatusOr<NetworkSpec> FitWidthToBudget(const NetworkSpec& spec) {
   SELENE_RETURN_IF_ERROR(ValidateSpec(spec));
   const int64_t budget = spec.parameter_budget;
   if (budget <= 0) {
-    return InvalidArgumentError("parameter_budget: " + std::to_string(budget) +
+    return InvalidArgumentError(spec.field_prefix + "parameter_budget: " + std::to_string(budget) +
                                 " must be > 0 to fit the width to it");
   }
   const WidthKnob knob = KnobFor(spec);
@@ -260,9 +260,10 @@ StatusOr<NetworkSpec> FitWidthToBudget(const NetworkSpec& spec) {
     over = width;
     while (fits == 0) {
       if (over == 1) {
-        return InvalidArgumentError("even the narrowest model (" + knob.field + " 1) has " +
-                                    FormatCount(parameters) + " parameters, over the budget of " +
-                                    FormatCount(budget));
+        return InvalidArgumentError(
+            spec.field_prefix + "parameter_budget: even the narrowest model (" + spec.field_prefix +
+            knob.field + " 1) has " + FormatCount(parameters) + " parameters, over the budget of " +
+            FormatCount(budget));
       }
       width = std::max<int64_t>(1, std::min(over - 1, over - over / 5));
       SELENE_ASSIGN_OR_RETURN(parameters, count(width));
@@ -301,8 +302,8 @@ StatusOr<Network> BuildNetwork(const NetworkSpec& spec) {
   SELENE_ASSIGN_OR_RETURN(Network network, Construct(fitted));
   const int64_t parameters = CountParameters(*network);
   if (spec.parameter_budget > 0 && parameters > spec.parameter_budget) {
-    return InvalidArgumentError("model has " + FormatCount(parameters) +
-                                " parameters, over the budget of " +
+    return InvalidArgumentError(spec.field_prefix + "parameter_budget: model has " +
+                                FormatCount(parameters) + " parameters, over the budget of " +
                                 FormatCount(spec.parameter_budget));
   }
   return network;

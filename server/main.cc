@@ -31,9 +31,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
+#include "common/cli_flags.h"
 #include "common/status.h"
 #include "server/api/selene_server.h"
-#include "tools/cli_flags.h"
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:50051",
           "Address to serve on, host:port (port 0 picks a free port, printed when listening).");
@@ -90,8 +90,8 @@ constexpr int kExitUsage = 2;
 constexpr absl::Duration kShutdownMargin = absl::Seconds(5);
 
 // --help, by topic; a flag missing here is listed under "Other flags".
-const std::vector<selene::tools::FlagGroup>& FlagGroups() {
-  static const auto* const groups = new std::vector<selene::tools::FlagGroup>{
+const std::vector<selene::FlagGroup>& FlagGroups() {
+  static const auto* const groups = new std::vector<selene::FlagGroup>{
       {"Serving",
        {"listen", "metrics_listen", "tls_cert", "tls_key", "token_file", "max_message_mb"}},
       {"Storage", {"state_dir", "data_root", "cache_dir"}},
@@ -220,12 +220,11 @@ int main(int argc, char** argv) {
       "  selene-server [--listen HOST:PORT] [--state_dir DIR] [--data_root DIR] "
       "[--devices LIST] ...");
   std::vector<char*> args(argv, argv + argc);
-  if (selene::tools::AsksForHelp(args)) {
-    std::cout << selene::tools::FlagsHelp(absl::ProgramUsageMessage(), FlagGroups(),
-                                          "server/main.cc");
+  if (selene::AsksForHelp(args)) {
+    std::cout << selene::FlagsHelp(absl::ProgramUsageMessage(), FlagGroups(), "server/main.cc");
     return 0;
   }
-  if (selene::Status checked = selene::tools::CheckFlags(args); !checked.ok()) {
+  if (selene::Status checked = selene::CheckFlags(args); !checked.ok()) {
     return Fail(kExitUsage, absl::StrCat(checked.message(), " (see --help)"));
   }
   absl::ParseCommandLine(argc, argv);

@@ -10,14 +10,13 @@
 //
 // --set may be repeated and its values may contain commas (repeated fields take comma lists),
 // which absl's flags cannot express: main() takes every --set out of argv before Abseil parses
-// the rest (tools/cli_flags.h). Exit status: 0 done, 1 runtime failure, 2 bad usage or spec,
+// the rest (common/cli_flags.h). Exit status: 0 done, 1 runtime failure, 2 bad usage or spec,
 // 130 cancelled by Ctrl-C (last.pt is written; --resume continues).
 #include <torch/torch.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
-#include <chrono>
 #include <csignal>
 #include <cstdlib>
 #include <filesystem>
@@ -28,24 +27,27 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
-#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
-#include "absl/strings/strip.h"
+#include "common/cli_flags.h"
+#include "common/number_format.h"
+#include "common/run_folder.h"
 #include "common/status.h"
 #include "models/factory.h"
 #include "server/data/data_summary.h"
-#include "server/jobs/job_spec.h"
-#include "server/jobs/run_outputs.h"
+#include "server/jobs/run_training.h"
 #include "server/jobs/training_data.h"
 #include "server/jobs/training_plan.h"
 #include "server/report/main_metrics.h"
-#include "server/report/number_format.h"
 #include "server/report/run_comparison.h"
 #include "server/train/threads.h"
 #include "server/train/trainer.h"
-#include "tools/cli_flags.h"
+#include "spec/enum_names.h"
+#include "spec/json_io.h"
+#include "spec/network_builder.h"
+#include "spec/overrides.h"
+#include "spec/resolved_job_spec.h"
 
 ABSL_FLAG(std::string, spec, "", "Job spec to run (JSON, selene.v1.JobSpec).");
 ABSL_FLAG(std::string, out, "", "Folder for checkpoints, history, metrics and spec.json.");
@@ -70,8 +72,6 @@ namespace {
 namespace fs = std::filesystem;
 using selene::Status;
 using selene::StatusOr;
-
-using Clock = std::chrono::steady_clock;
 
 constexpr int kExitRuntime = 1;
 constexpr int kExitUsage = 2;
@@ -140,27 +140,9 @@ void ShowDecodeProgress(int64_t done, int64_t total) {
   }
 }
 
-std::string FamilyName(const selene::v1::ModelSpec& model) {
-  switch (model.family_case()) {
-    case selene::v1::ModelSpec::kClassifier:
-      return "classifier";
-    case selene::v1::ModelSpec::kUnet:
-      return "unet";
-    case selene::v1::ModelSpec::kEncoderUnet:
-      return "encoder_unet";
-    default:
-      return "no model";
-  }
-}
-
-// "OPTIMIZER_KIND_ADAMW" -> "adamw".
-std::string ShortName(absl::string_view name, absl::string_view prefix) {
-  absl::ConsumePrefix(&name, prefix);
-  return absl::AsciiStrToLower(name);
-}
-
-std::string EpochLine(const selene::train::EpochRecord& record, int64_t epochs,
+std::string EpochLine(const selene::train::EpochRecord& record,
                       const selene::jobs::TrainingPlan& plan) {
+  const int64_t epochs = plan.trainer.epochs;
   std::string line = absl::StrFormat("epoch %*d/%d  train_loss %.4f  val_loss %.4f",
                                      static_cast<int>(absl::StrCat(epochs).size()),
                                      record.epoch + 1, epochs, record.train_loss, record.val_loss);
@@ -180,29 +162,63 @@ std::string EpochLine(const selene::train::EpochRecord& record, int64_t epochs,
   return line;
 }
 
-std::string Header(const selene::v1::JobSpec& spec, const selene::jobs::TrainingPlan& plan,
+std::string Header(const std::string& name, const selene::jobs::TrainingPlan& plan,
                    const selene::models::NetworkImpl& network,
-                   const selene::train::TrainValSplit& data, int threads,
-                   const std::string& spec_path) {
-  const selene::v1::JobSpec& resolved = plan.resolved_spec;
+                   const selene::train::TrainValSplit& data, int threads) {
+  const selene::v1::JobSpec& resolved = plan.spec.proto();
   const selene::v1::TrainingSpec& t = resolved.training();
-  const std::string name = spec.name().empty() ? spec_path : spec.name();
+  const selene::spec::DataRequest& request = plan.spec.data();
   const int64_t classes = data.train.num_classes();
-  std::string text = absl::StrCat(
-      name, ": ", selene::train::TaskName(plan.trainer.task), ", ", FamilyName(resolved.model()),
-      " model with ", selene::report::Grouped(selene::models::CountParameters(network)),
-      " parameters, on ", selene::jobs::DataKindName(plan.data.kind),
-      " data: ", selene::report::Grouped(data.train.size()), " training and ",
-      selene::report::Grouped(data.val.size()), " validation images of ", plan.data.image_size, "x",
-      plan.data.image_size, ", ", classes, classes == 1 ? " class" : " classes", ". ", t.epochs(),
-      " epochs of batch ", t.batch_size(), ", ",
-      ShortName(selene::v1::OptimizerKind_Name(t.optimizer().kind()), "OPTIMIZER_KIND_"), " lr ",
-      t.optimizer().lr(), ", loss ",
-      ShortName(selene::v1::LossKind_Name(t.loss().kind()), "LOSS_KIND_"), ", monitoring ",
-      plan.trainer.monitor, "; device ", t.device(), ", ", threads,
+  return absl::StrCat(
+      name, ": ", selene::train::TaskName(plan.trainer.task), ", ",
+      selene::models::FamilyName(plan.spec.network().family), " model with ",
+      selene::Grouped(selene::models::CountParameters(network)), " parameters, on ",
+      selene::spec::DataKindName(request.kind), " data: ", selene::Grouped(data.train.size()),
+      " training and ", selene::Grouped(data.val.size()), " validation images of ",
+      request.image_size, "x", request.image_size, ", ", classes,
+      classes == 1 ? " class" : " classes", ". ", t.epochs(), " epochs of batch ", t.batch_size(),
+      ", ", selene::spec::EnumName(t.optimizer().kind(), selene::v1::OptimizerKind_descriptor()),
+      " lr ", t.optimizer().lr(), ", loss ", selene::spec::LossName(t.loss().kind()),
+      ", monitoring ", plan.trainer.monitor, "; device ", t.device(), ", ", threads,
       threads == 1 ? " thread." : " threads.");
-  return text;
 }
+
+// What a local run prints: the header when training starts, then one line per epoch.
+class ConsoleObserver : public selene::jobs::RunObserver {
+ public:
+  ConsoleObserver(std::string name, int threads, std::string cache_dir, std::string checkpoint)
+      : name_(std::move(name)),
+        threads_(threads),
+        cache_dir_(std::move(cache_dir)),
+        checkpoint_(std::move(checkpoint)) {}
+
+  void OnStart(const selene::jobs::TrainingPlan& plan, const selene::models::NetworkImpl& network,
+               const selene::jobs::TrainingData& data,
+               const selene::train::TrainingState& restored) override {
+    plan_ = &plan;
+    for (const std::string& warning : data.summary.warnings) {
+      std::cerr << "warning: " << warning << "\n";
+    }
+    std::cout << Header(name_, plan, network, data.split, threads_) << "\n";
+    if (restored.next_epoch > 0 || restored.next_step > 0) {
+      std::cout << "resuming from " << checkpoint_ << "\n";
+    }
+    if (data.cache_hit) std::cout << "decoded images from the cache in " << cache_dir_ << "\n";
+    std::cout << std::flush;
+  }
+
+  void OnEpoch(const selene::train::EpochRecord& record,
+               const selene::train::TrainResult& /*so_far*/) override {
+    std::cout << EpochLine(record, *plan_) << std::endl;
+  }
+
+ private:
+  const std::string name_;
+  const int threads_;
+  const std::string cache_dir_;
+  const std::string checkpoint_;  // last.pt, which a resumed run continues from
+  const selene::jobs::TrainingPlan* plan_ = nullptr;
+};
 
 // Runs the spec; returns the exit status.
 int Run(const std::vector<std::string>& overrides) {
@@ -213,105 +229,85 @@ int Run(const std::vector<std::string>& overrides) {
   const bool inspect = absl::GetFlag(FLAGS_inspect);
   if (out.empty() && !describe && !inspect) return Fail(kExitUsage, "--out DIR is required");
 
-  StatusOr<selene::v1::JobSpec> loaded = selene::jobs::LoadJobSpecFile(spec_path);
+  StatusOr<selene::v1::JobSpec> loaded = selene::spec::LoadJobSpecFile(spec_path);
   if (!loaded.ok()) return Fail(kExitUsage, loaded.status().message());
   selene::v1::JobSpec spec = std::move(loaded).value();
-  if (Status status = selene::jobs::ApplyOverrides(&spec, overrides); !status.ok()) {
+  if (Status status = selene::spec::ApplyOverrides(&spec, overrides); !status.ok()) {
     return Fail(kExitUsage, absl::StrCat("--set ", status.message()));
   }
-  StatusOr<selene::jobs::TrainingPlan> planned = selene::jobs::PlanTraining(spec);
-  if (!planned.ok()) {
-    return Fail(ExitCodeFor(planned.status()),
-                absl::StrCat(spec_path, ": ", planned.status().message()));
+  StatusOr<selene::spec::ResolvedJobSpec> resolved = selene::spec::ResolvedJobSpec::Resolve(spec);
+  if (!resolved.ok()) {
+    return Fail(ExitCodeFor(resolved.status()),
+                absl::StrCat(spec_path, ": ", resolved.status().message()));
   }
-  selene::jobs::TrainingPlan plan = std::move(planned).value();
-
+  StatusOr<selene::jobs::TrainingPlan> plan = selene::jobs::PlanTraining(*resolved);
+  if (!plan.ok()) {
+    return Fail(ExitCodeFor(plan.status()), absl::StrCat(spec_path, ": ", plan.status().message()));
+  }
   const int threads = selene::train::ConfigureTorchThreads(
-      absl::GetFlag(FLAGS_threads) > 0 ? absl::GetFlag(FLAGS_threads) : plan.threads);
+      absl::GetFlag(FLAGS_threads) > 0 ? absl::GetFlag(FLAGS_threads) : plan->threads);
 
-  // --describe shows the architecture and --inspect the data: neither needs encoder weights.
-  if (describe || inspect) plan.network.encoder_unet.encoder_checkpoint.clear();
-  StatusOr<selene::models::Network> built = selene::jobs::BuildPlannedNetwork(plan);
-  if (!built.ok()) return Fail(ExitCodeFor(built.status()), built.status().message());
-  selene::models::Network network = std::move(built).value();
   if (describe) {
-    std::cout << selene::models::FormatSummary(*network);
+    // The architecture needs no encoder weights.
+    StatusOr<selene::models::Network> network =
+        selene::spec::BuildNetwork(*resolved, /*load_encoder=*/false);
+    if (!network.ok()) return Fail(ExitCodeFor(network.status()), network.status().message());
+    std::cout << selene::models::FormatSummary(**network);
     return 0;
   }
 
-  selene::jobs::DataLoadOptions load;
-  load.decode_threads = threads;
-  load.cache_dir = CacheDir();
-  load.on_progress = ShowDecodeProgress;
-  StatusOr<selene::jobs::TrainingData> loaded_data =
-      selene::jobs::LoadTrainingData(plan.data, DataRoot(), load);
-  if (!loaded_data.ok())
-    return Fail(ExitCodeFor(loaded_data.status()), loaded_data.status().message());
-  const selene::data::DataSummary& summary = loaded_data->summary;
-  if (absl::GetFlag(FLAGS_inspect)) {
-    std::cout << selene::data::FormatDataSummary(summary);
+  selene::jobs::RunEnvironment environment;
+  environment.folder = selene::RunFolder(out);
+  environment.name = spec.name().empty() ? fs::path(out).filename().string() : spec.name();
+  environment.data_root = DataRoot();
+  environment.data.decode_threads = threads;
+  environment.data.cache_dir = CacheDir();
+  environment.data.on_progress = ShowDecodeProgress;
+  environment.stop = &g_cancel;
+  environment.resume = absl::GetFlag(FLAGS_resume);
+  // The exact spec the user ran, overrides included, so the run can be repeated.
+  environment.write_submitted_spec = true;
+  // Ctrl-C keeps the epochs done: their report is written, and --resume continues.
+  environment.results_when_stopped = [] { return true; };
+
+  if (inspect) {
+    StatusOr<selene::jobs::TrainingData> data =
+        selene::jobs::LoadTrainingData(plan->spec.data(), environment.data_root, environment.data);
+    if (!data.ok()) return Fail(ExitCodeFor(data.status()), data.status().message());
+    std::cout << selene::data::FormatDataSummary(data->summary);
     return 0;
   }
-  for (const std::string& warning : summary.warnings) std::cerr << "warning: " << warning << "\n";
-  const selene::train::TrainValSplit* data = &loaded_data->split;
-  if (Status fits = selene::jobs::CheckDataFitsPlan(plan, *data); !fits.ok()) {
-    return Fail(kExitRuntime, fits.message());
-  }
 
-  // The exact spec (overrides included), the data summary and the class names, before training
-  // starts, so even a crashed run can be repeated.
-  if (Status s = selene::jobs::WriteRunInputs(out, spec, *loaded_data); !s.ok()) {
-    return Fail(kExitRuntime, s.message());
-  }
-
-  std::cout << Header(spec, plan, *network, *data, threads, spec_path) << "\n";
-  if (absl::GetFlag(FLAGS_resume) && fs::exists(fs::path(out) / "last.pt")) {
-    std::cout << "resuming from " << (fs::path(out) / "last.pt").string() << "\n";
-  }
-  if (loaded_data->cache_hit)
-    std::cout << "decoded images from the cache in " << CacheDir() << "\n";
-  std::cout << std::flush;
-
-  const auto started = Clock::now();
-  plan.trainer.checkpoint_dir = out;
-  plan.trainer.resume = absl::GetFlag(FLAGS_resume);
-  const int64_t epochs = plan.trainer.epochs;
-  selene::train::TrainerCallbacks callbacks;
-  callbacks.on_epoch = [&](const selene::train::EpochRecord& record) {
-    std::cout << EpochLine(record, epochs, plan) << std::endl;
-  };
-  selene::train::Trainer trainer(network, plan.trainer);
-  StatusOr<selene::train::TrainResult> result;
+  ConsoleObserver observer(spec.name().empty() ? spec_path : spec.name(), threads, CacheDir(),
+                           environment.folder.last_checkpoint());
+  StatusOr<selene::jobs::TrainingRunResult> run;
   {
     InterruptGuard guard;
-    result = trainer.Run(*data, callbacks, &g_cancel);
+    run = selene::jobs::RunTraining(*plan, environment, observer);
   }
-  if (!result.ok()) return Fail(kExitRuntime, result.status().message());
+  if (!run.ok()) return Fail(ExitCodeFor(run.status()), run.status().message());
+  if (!run->stopped_results.ok()) return Fail(kExitRuntime, run->stopped_results.message());
+  const selene::train::TrainResult& result = run->training;
 
-  if (result->cancelled) {
-    std::cout << "cancelled after " << result->history.size() << " epoch(s); --resume continues"
+  if (run->stopped) {
+    std::cout << "cancelled after " << result.history.size() << " epoch(s); --resume continues"
               << "\n";
-  } else if (result->stopped_early) {
-    std::cout << "stopped early: no improvement of " << plan.trainer.monitor << "\n";
+  } else if (result.stopped_early) {
+    std::cout << "stopped early: no improvement of " << plan->trainer.monitor << "\n";
   }
-  if (result->best_epoch >= 0) {
-    std::cout << absl::StrFormat("best epoch %d: %s %.4f\n", result->best_epoch + 1,
-                                 plan.trainer.monitor, result->best_value);
+  if (result.best_epoch >= 0) {
+    std::cout << absl::StrFormat("best epoch %d: %s %.4f\n", result.best_epoch + 1,
+                                 plan->trainer.monitor, result.best_value);
   }
-  const std::string name = spec.name().empty() ? fs::path(out).filename().string() : spec.name();
-  const double seconds = std::chrono::duration<double>(Clock::now() - started).count();
-  StatusOr<std::vector<std::string>> reported =
-      selene::jobs::WriteRunResults(out, name, plan, network, *loaded_data, *result, seconds);
-  if (!reported.ok()) return Fail(kExitRuntime, reported.status().message());
-
   std::vector<std::string> written;
-  for (const char* file :
-       {"best.pt", "last.pt", "history.csv", "metrics.json", "spec.json", "data_summary.json"}) {
-    if (fs::exists(fs::path(out) / file)) written.push_back(file);
+  for (const char* file : {selene::RunFolder::kBestCheckpoint, selene::RunFolder::kLastCheckpoint,
+                           selene::RunFolder::kHistory, selene::RunFolder::kMetrics,
+                           selene::RunFolder::kSpec, selene::RunFolder::kDataSummary}) {
+    if (environment.folder.Has(file)) written.push_back(file);
   }
-  written.insert(written.end(), reported->begin(), reported->end());
+  written.insert(written.end(), run->report_files.begin(), run->report_files.end());
   std::cout << "artifacts in " << out << ": " << absl::StrJoin(written, ", ") << std::endl;
-  return result->cancelled ? kExitCancelled : 0;
+  return run->stopped ? kExitCancelled : 0;
 }
 
 // selene-train --compare DIR...: one Markdown table over the runs' run_summary.json files.
@@ -335,9 +331,9 @@ int main(int argc, char** argv) {
       "  selene-train --compare DIR...");
   std::vector<char*> args(argv, argv + argc);
   if (args.size() >= 2 && absl::string_view(args[1]) == "--compare") return Compare(args);
-  StatusOr<std::vector<std::string>> overrides = selene::tools::ExtractRepeatedFlag("set", &args);
+  StatusOr<std::vector<std::string>> overrides = selene::ExtractRepeatedFlag("set", &args);
   if (!overrides.ok()) return Fail(kExitUsage, overrides.status().message());
-  if (Status checked = selene::tools::CheckFlags(args); !checked.ok()) {
+  if (Status checked = selene::CheckFlags(args); !checked.ok()) {
     return Fail(kExitUsage, absl::StrCat(checked.message(), " (see --help)"));
   }
   absl::ParseCommandLine(static_cast<int>(args.size()), args.data());

@@ -13,9 +13,9 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/run_folder.h"
+#include "common/sha256.h"
 #include "common/text_limits.h"
-#include "server/api/sha256.h"
-#include "server/jobs/job_runner.h"
 
 namespace selene::api {
 namespace {
@@ -71,7 +71,7 @@ bool ArtifactIndex::IsArtifactName(const std::string& name) {
 }
 
 StatusOr<std::vector<v1::Artifact>> ArtifactIndex::List(const std::string& job_id) {
-  const std::string folder = jobs::JobFolder(state_dir_, job_id);
+  const std::string folder = RunFolder::OfJob(state_dir_, job_id).path();
   std::vector<v1::Artifact> artifacts;
   DIR* dir = ::opendir(folder.c_str());
   if (dir == nullptr) {
@@ -116,8 +116,7 @@ StatusOr<std::unique_ptr<OpenArtifact>> ArtifactIndex::Open(const std::string& j
         absl::StrCat("job ", ForMessage(job_id), " has no artifact \"", ForMessage(name), "\""));
   };
   if (!IsArtifactName(name)) return not_found();
-  const std::string path =
-      (std::filesystem::path(jobs::JobFolder(state_dir_, job_id)) / name).string();
+  const std::string path = RunFolder::OfJob(state_dir_, job_id).File(name);
   // O_NOFOLLOW: a symlink in a job folder is not the server's to follow.
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
   if (fd < 0) {

@@ -11,11 +11,11 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/worker_pool.h"
 #include "selene/v1/inference_service.grpc.pb.h"
 #include "selene/v1/inference_service.pb.h"
 #include "server/api/server_metrics.h"
 #include "server/api/token_auth.h"
-#include "server/api/worker_pool.h"
 #include "server/serving/inference_engine.h"
 
 namespace selene::api {

@@ -11,8 +11,8 @@
 #include "absl/strings/strip.h"
 #include "common/text_limits.h"
 #include "server/jobs/data_item_count.h"
-#include "server/jobs/job_spec.h"
 #include "server/jobs/memory_estimate.h"
+#include "spec/limits.h"
 
 namespace selene::api {
 namespace {
@@ -30,7 +30,7 @@ std::string CanonicalDevice(const std::string& device) {
 }  // namespace
 
 Status CheckDeviceAvailable(const std::string& device, const std::vector<std::string>& devices) {
-  if (device.empty() || device == jobs::kAnyDevice || devices.empty()) return OkStatus();
+  if (device.empty() || device == spec::kAnyDevice || devices.empty()) return OkStatus();
   const std::string wanted = CanonicalDevice(device);
   const bool has = std::any_of(devices.begin(), devices.end(), [&](const std::string& d) {
     return wanted == "cuda" ? absl::StartsWith(d, "cuda:") : d == wanted;
@@ -50,11 +50,11 @@ int64_t PhysicalMemoryBytes() {
 
 int64_t DefaultJobMemoryLimitBytes() { return PhysicalMemoryBytes() / 5 * 4; }
 
-Status CheckJobMemory(const v1::JobSpec& spec, const std::string& data_folder, int64_t limit_bytes,
-                      absl::string_view origin) {
+Status CheckJobMemory(const spec::ResolvedJobSpec& spec, const std::string& data_folder,
+                      int64_t limit_bytes, absl::string_view origin) {
   if (limit_bytes <= 0) return OkStatus();
   const int64_t items =
-      data_folder.empty() ? -1 : jobs::CountDataItems(spec.data().kind(), data_folder);
+      data_folder.empty() ? -1 : jobs::CountDataItems(spec.proto().data().kind(), data_folder);
   const jobs::MemoryEstimate estimate = jobs::EstimateJobMemory(spec, items);
   if (estimate.total() <= static_cast<double>(limit_bytes)) return OkStatus();
   return absl::ResourceExhaustedError(

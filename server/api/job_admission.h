@@ -12,6 +12,7 @@
 #include "absl/strings/string_view.h"
 #include "common/status.h"
 #include "selene/v1/job_spec.pb.h"
+#include "spec/resolved_job_spec.h"
 
 namespace selene::api {
 
@@ -31,7 +32,7 @@ int64_t DefaultJobMemoryLimitBytes();
 // ResourceExhausted: "job needs about 41.2 GiB (parameters 1.1 GiB, ...) but <origin> allows
 // 18.0 GiB". `data_folder`: the resolved folder of a file data set ("" for synthetic data),
 // whose items are counted for the estimate.
-Status CheckJobMemory(const v1::JobSpec& spec, const std::string& data_folder, int64_t limit_bytes,
-                      absl::string_view origin);
+Status CheckJobMemory(const spec::ResolvedJobSpec& spec, const std::string& data_folder,
+                      int64_t limit_bytes, absl::string_view origin);
 
 }  // namespace selene::api

@@ -1,14 +1,12 @@
 #include "server/api/job_model_catalog.h"
 
-#include <filesystem>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "common/run_folder.h"
 #include "common/text_limits.h"
 #include "google/protobuf/util/time_util.h"
-#include "server/jobs/job_runner.h"
-#include "server/jobs/job_spec.h"
 
 namespace selene::api {
 
@@ -16,11 +14,10 @@ serving::ServableModelRecord JobModelCatalog::RecordOf(const v1::Job& job) const
   serving::ServableModelRecord record;
   record.job_id = job.id();
   record.name = job.spec().name();
-  record.checkpoint_path =
-      (std::filesystem::path(jobs::JobFolder(state_dir_, job.id())) / "best.pt").string();
-  // The job's own spec, resolved as the runner resolved it: the same network spec.json
-  // describes, without a file read per job on every "latest" lookup.
-  record.spec = jobs::ResolveDefaults(job.spec());
+  record.checkpoint_path = RunFolder::OfJob(state_dir_, job.id()).best_checkpoint();
+  // The job's own spec (DescribeModel resolves it as the runner did): the same network
+  // spec.json describes, without a file read per job on every "latest" lookup.
+  record.spec = job.spec();
   // Finish time orders "latest"; a job without one (never expected for a succeeded job) falls
   // back to its event count, which still grows with time.
   record.finish_order =

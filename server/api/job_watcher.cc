@@ -34,7 +34,7 @@ class JobWatcher::Stream final : public grpc::ServerWriteReactor<v1::JobEvent>,
         last_sent_(after_sequence),
         last_fetched_(after_sequence) {}
 
-  void SetSubscription(std::unique_ptr<JobEventHub::Subscription> subscription) {
+  void SetSubscription(std::unique_ptr<events::JobEventHub::Subscription> subscription) {
     absl::MutexLock lock(&mu_);
     subscription_ = std::move(subscription);
   }
@@ -99,7 +99,7 @@ class JobWatcher::Stream final : public grpc::ServerWriteReactor<v1::JobEvent>,
   }
 
   void OnDone() override ABSL_LOCKS_EXCLUDED(mu_) {
-    std::unique_ptr<JobEventHub::Subscription> subscription;
+    std::unique_ptr<events::JobEventHub::Subscription> subscription;
     {
       absl::MutexLock lock(&mu_);
       subscription = std::move(subscription_);
@@ -136,10 +136,10 @@ class JobWatcher::Stream final : public grpc::ServerWriteReactor<v1::JobEvent>,
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
   bool shutdown_requested_ ABSL_GUARDED_BY(mu_) = false;
-  std::unique_ptr<JobEventHub::Subscription> subscription_ ABSL_GUARDED_BY(mu_);
+  std::unique_ptr<events::JobEventHub::Subscription> subscription_ ABSL_GUARDED_BY(mu_);
 };
 
-JobWatcher::JobWatcher(jobs::JobStore* store, JobEventHub* hub) : store_(store), hub_(hub) {
+JobWatcher::JobWatcher(jobs::JobStore* store, events::JobEventHub* hub) : store_(store), hub_(hub) {
   pump_ = std::thread([this] { PumpLoop(); });
 }
 

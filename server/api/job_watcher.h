@@ -17,7 +17,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "selene/v1/training_service.pb.h"
-#include "server/api/job_event_hub.h"
+#include "server/events/job_event_hub.h"
 #include "server/jobs/job_store.h"
 
 namespace selene::api {
@@ -29,7 +29,7 @@ class JobWatcher {
   static constexpr int64_t kBatchSize = 256;
 
   // `store` and `hub` must outlive the watcher. Starts the pump thread.
-  JobWatcher(jobs::JobStore* store, JobEventHub* hub);
+  JobWatcher(jobs::JobStore* store, events::JobEventHub* hub);
   // Shutdown(), then joins the pump.
   ~JobWatcher();
   JobWatcher(const JobWatcher&) = delete;
@@ -61,7 +61,7 @@ class JobWatcher {
   }
 
   jobs::JobStore* const store_;
-  JobEventHub* const hub_;
+  events::JobEventHub* const hub_;
 
   mutable absl::Mutex mu_;
   bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;

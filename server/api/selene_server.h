@@ -18,11 +18,11 @@
 #include "common/status.h"
 #include "server/api/call_tracker.h"
 #include "server/api/inference_service_impl.h"
-#include "server/api/job_event_hub.h"
 #include "server/api/job_model_catalog.h"
 #include "server/api/server_metrics.h"
 #include "server/api/token_auth.h"
 #include "server/api/training_service_impl.h"
+#include "server/events/job_event_hub.h"
 #include "server/jobs/device_pool.h"
 #include "server/jobs/job_runner.h"
 #include "server/jobs/job_store.h"
@@ -138,7 +138,7 @@ class SeleneServer {
   metrics::Registry metrics_;
   // Every call but health watches and reflection streams, for the drain; outlives server_.
   CallTracker calls_{{"/grpc.health.v1.Health/", "/grpc.reflection."}};
-  JobEventHub hub_;
+  events::JobEventHub hub_;
   ServerMetrics server_metrics_{&metrics_};
   std::unique_ptr<jobs::JobStore> store_;
   std::unique_ptr<jobs::DevicePool> pool_;
@@ -150,7 +150,7 @@ class SeleneServer {
   std::unique_ptr<TokenAuth> auth_;
   std::unique_ptr<TrainingServiceImpl> training_service_;
   std::unique_ptr<InferenceServiceImpl> inference_service_;
-  std::unique_ptr<JobEventHub::Subscription> log_subscription_;
+  std::unique_ptr<events::JobEventHub::Subscription> log_subscription_;
   std::unique_ptr<grpc::Server> server_;
   // Last: scrapes read the store and the model registry through the collectors.
   std::unique_ptr<metrics::MetricsHttpServer> metrics_http_;

@@ -130,7 +130,7 @@ std::vector<metrics::Sample> ServerMetrics::CollectModelsLoaded() {
   return {sample};
 }
 
-void ServerMetrics::Follow(JobEventHub* hub) {
+void ServerMetrics::Follow(events::JobEventHub* hub) {
   subscription_ = hub->Subscribe("", [this](const v1::JobEvent& event) { OnJobEvent(event); });
 }
 

@@ -20,7 +20,7 @@
 #include "absl/time/time.h"
 #include "common/status.h"
 #include "selene/v1/training_service.pb.h"
-#include "server/api/job_event_hub.h"
+#include "server/events/job_event_hub.h"
 #include "server/jobs/job_runner.h"
 #include "server/jobs/job_store.h"
 #include "server/metrics/registry.h"
@@ -45,7 +45,7 @@ class ServerMetrics {
   void CountModelsIn(const serving::ModelRegistry* models) ABSL_LOCKS_EXCLUDED(sources_mu_);
   // Takes every job's events from `hub` from now on, until this object goes. Subscribe before
   // the scheduler starts, so the jobs a restart requeues are seen.
-  void Follow(JobEventHub* hub);
+  void Follow(events::JobEventHub* hub);
 
   void OnJobEvent(const v1::JobEvent& event) ABSL_LOCKS_EXCLUDED(mu_);
   void OnTrainingStep(const jobs::TrainingStepReport& step);
@@ -82,7 +82,7 @@ class ServerMetrics {
   // The running jobs, with the validation metric names each has series for (removed when the
   // job stops running).
   std::map<std::string, std::vector<std::string>> running_metrics_ ABSL_GUARDED_BY(mu_);
-  std::unique_ptr<JobEventHub::Subscription> subscription_;
+  std::unique_ptr<events::JobEventHub::Subscription> subscription_;
 };
 
 }  // namespace selene::api

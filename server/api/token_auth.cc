@@ -9,8 +9,8 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "common/sha256.h"
 #include "server/api/grpc_status.h"
-#include "server/api/sha256.h"
 
 namespace selene::api {
 namespace {

@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "common/run_folder.h"
 #include "common/text_limits.h"
 #include "server/api/enum_filter.h"
 #include "server/api/finished_write_reactor.h"
@@ -16,9 +17,9 @@
 #include "server/api/job_admission.h"
 #include "server/data/data_root.h"
 #include "server/jobs/job_runner.h"
-#include "server/jobs/job_spec.h"
 #include "server/report/run_comparison.h"
 #include "server/report/run_summary.h"
+#include "spec/resolved_job_spec.h"
 
 namespace selene::api {
 namespace {
@@ -86,7 +87,7 @@ class DownloadStream final : public grpc::ServerWriteReactor<v1::ArtifactChunk> 
 }  // namespace
 
 TrainingServiceImpl::TrainingServiceImpl(jobs::JobStore* store, jobs::Scheduler* scheduler,
-                                         JobEventHub* hub, const TokenAuth* auth,
+                                         events::JobEventHub* hub, const TokenAuth* auth,
                                          TrainingServiceOptions options)
     : store_(store),
       scheduler_(scheduler),
@@ -111,9 +112,10 @@ Status TrainingServiceImpl::Authenticate(const grpc::CallbackServerContext& cont
 // ---------------------------------------------------------------------------------------------
 // SubmitJob.
 
-Status TrainingServiceImpl::CheckAdmissible(const v1::JobSpec& spec) const {
-  if (Status valid = jobs::ValidateJobSpec(spec); !valid.ok()) {
-    return InvalidArgumentError(absl::StrCat("invalid job spec: ", valid.message()));
+StatusOr<spec::ResolvedJobSpec> TrainingServiceImpl::Admit(const v1::JobSpec& spec) const {
+  StatusOr<spec::ResolvedJobSpec> resolved = spec::ResolvedJobSpec::Resolve(spec);
+  if (!resolved.ok()) {
+    return InvalidArgumentError(absl::StrCat("invalid job spec: ", resolved.status().message()));
   }
   const v1::DataSpec& data = spec.data();
   std::string data_folder;  // resolved, for file data sets
@@ -157,8 +159,9 @@ Status TrainingServiceImpl::CheckAdmissible(const v1::JobSpec& spec) const {
   }
   SELENE_RETURN_IF_ERROR(CheckDeviceAvailable(spec.training().device(), options_.devices));
   // Last: it may walk the data set's folders to count its images.
-  return CheckJobMemory(spec, data_folder, options_.max_job_memory_bytes,
-                        options_.max_job_memory_origin);
+  SELENE_RETURN_IF_ERROR(CheckJobMemory(*resolved, data_folder, options_.max_job_memory_bytes,
+                                        options_.max_job_memory_origin));
+  return resolved;
 }
 
 StatusOr<bool> TrainingServiceImpl::QueuedWithRequestId(const std::string& request_id) const {
@@ -188,7 +191,7 @@ Status TrainingServiceImpl::CheckWritable() const {
 StatusOr<v1::SubmitJobResponse> TrainingServiceImpl::Submit(const v1::SubmitJobRequest& request) {
   SELENE_RETURN_IF_ERROR(CheckWritable());
   if (!request.has_spec()) return InvalidArgumentError("spec: required");
-  SELENE_RETURN_IF_ERROR(CheckAdmissible(request.spec()));
+  SELENE_ASSIGN_OR_RETURN(spec::ResolvedJobSpec spec, Admit(request.spec()));
 
   absl::MutexLock lock(&submit_mu_);
   SELENE_ASSIGN_OR_RETURN(auto counts, store_->CountByState());
@@ -204,9 +207,8 @@ StatusOr<v1::SubmitJobResponse> TrainingServiceImpl::Submit(const v1::SubmitJobR
           "queue full: ", queued, " jobs queued (--queue_limit ", options_.queue_limit, ")"));
     }
   }
-  SELENE_ASSIGN_OR_RETURN(
-      jobs::SubmitResult submitted,
-      scheduler_->Submit(request.spec(), request.request_id(), request.priority()));
+  SELENE_ASSIGN_OR_RETURN(jobs::SubmitResult submitted,
+                          scheduler_->Submit(spec, request.request_id(), request.priority()));
   v1::SubmitJobResponse response;
   *response.mutable_job() = std::move(submitted.job);
   response.set_created(submitted.created);
@@ -360,9 +362,7 @@ StatusOr<v1::CompareJobsResponse> TrainingServiceImpl::Compare(
   for (const std::string& job_id : request.job_ids()) {
     SELENE_RETURN_IF_ERROR(RequireJobId(job_id));
     SELENE_ASSIGN_OR_RETURN(v1::Job job, store_->Get(job_id));
-    const std::string path =
-        (std::filesystem::path(jobs::JobFolder(options_.state_dir, job_id)) / "run_summary.json")
-            .string();
+    const std::string path = RunFolder::OfJob(options_.state_dir, job_id).run_summary();
     StatusOr<v1::RunSummary> summary = report::ReadRunSummaryJson(path);
     if (summary.status().code() == absl::StatusCode::kNotFound) {
       return FailedPreconditionError(absl::StrCat(job_id, " has no run_summary.json yet (it is ",

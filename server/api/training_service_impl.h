@@ -20,9 +20,9 @@
 #include "selene/v1/training_service.grpc.pb.h"
 #include "selene/v1/training_service.pb.h"
 #include "server/api/artifact_index.h"
-#include "server/api/job_event_hub.h"
 #include "server/api/job_watcher.h"
 #include "server/api/token_auth.h"
+#include "server/events/job_event_hub.h"
 #include "server/jobs/job_store.h"
 #include "server/jobs/scheduler.h"
 
@@ -52,7 +52,7 @@ class TrainingServiceImpl final : public v1::TrainingService::CallbackService {
 
   // All pointers must outlive the service; `auth` may be null (no authentication). The service
   // must outlive the gRPC server it is registered with.
-  TrainingServiceImpl(jobs::JobStore* store, jobs::Scheduler* scheduler, JobEventHub* hub,
+  TrainingServiceImpl(jobs::JobStore* store, jobs::Scheduler* scheduler, events::JobEventHub* hub,
                       const TokenAuth* auth, TrainingServiceOptions options);
   ~TrainingServiceImpl() override;
 
@@ -95,7 +95,8 @@ class TrainingServiceImpl final : public v1::TrainingService::CallbackService {
 
   StatusOr<v1::SubmitJobResponse> Submit(const v1::SubmitJobRequest& request)
       ABSL_LOCKS_EXCLUDED(submit_mu_);
-  Status CheckAdmissible(const v1::JobSpec& spec) const;
+  // The spec resolved, when this server can run it (every admission check passed).
+  StatusOr<spec::ResolvedJobSpec> Admit(const v1::JobSpec& spec) const;
   Status CheckWritable() const;
   // Whether a QUEUED job carries `request_id` (a retried submit is answered even when full).
   StatusOr<bool> QueuedWithRequestId(const std::string& request_id) const;

@@ -17,15 +17,12 @@
 #include <malloc.h>
 #endif
 
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
-#include "server/jobs/job_spec.h"
-#include "server/jobs/training_data.h"
+#include "common/run_folder.h"
+#include "server/jobs/run_training.h"
 #include "server/jobs/training_plan.h"
-#include "server/train/checkpoint.h"
-#include "server/train/metrics.h"
 #include "server/train/trainer.h"
+#include "spec/resolved_job_spec.h"
 
 // OpenMP's team size for the calling thread alone (as in server/train/batch_loader.cc). Weak so
 // the library links without OpenMP too; LibTorch loads the runtime it was built with.
@@ -65,30 +62,29 @@ void ReturnFreedMemoryToTheSystem() {
 #endif
 }
 
-// The trainer's rule for a new best epoch (Trainer's EndEpoch), so is_best marks exactly the
-// epochs whose weights became best.pt.
-bool Improves(double value, double best, bool higher_is_better, double min_delta) {
-  return higher_is_better ? value > best + min_delta : value < best - min_delta;
-}
-
-// Turns the Trainer's callbacks into store events: every epoch as RecordEpoch, steps as
-// StepProgress at most once per interval, with the ETA of the whole job.
-class ProgressRecorder {
+// Turns the run's progress into store events: every epoch as RecordEpoch, steps as StepProgress
+// at most once per interval, with the ETA of the whole job; and each step into the metrics hook.
+class JobProgressRecorder : public RunObserver {
  public:
-  ProgressRecorder(JobStore* store, std::string job_id, const TrainingPlan& plan,
-                   absl::Duration interval, const train::TrainingState& restored)
+  JobProgressRecorder(JobStore* store, const JobRunnerOptions& options, std::string job_id,
+                      std::string device)
       : store_(store),
+        options_(options),
         job_id_(std::move(job_id)),
-        epochs_(plan.trainer.epochs),
-        batch_size_(plan.trainer.batch_size),
-        monitor_(plan.trainer.monitor),
-        higher_is_better_(train::HigherIsBetter(plan.trainer.monitor)),
-        min_delta_(plan.trainer.early_stopping.min_delta),
-        interval_(absl::ToDoubleSeconds(interval)),
-        best_epoch_(restored.best_epoch),
-        best_value_(restored.best_value) {}
+        device_(std::move(device)),
+        interval_(absl::ToDoubleSeconds(options.progress_interval)) {}
 
-  void OnStep(const train::StepProgress& p) {
+  void OnStart(const TrainingPlan& plan, const models::NetworkImpl& /*network*/,
+               const TrainingData& /*data*/, const train::TrainingState& /*restored*/) override {
+    epochs_ = plan.trainer.epochs;
+    batch_size_ = plan.trainer.batch_size;
+    monitor_ = plan.trainer.monitor;
+  }
+
+  void OnStep(const train::StepProgress& p) override {
+    if (options_.on_training_step) {
+      options_.on_training_step({job_id_, device_, p.images, p.seconds});
+    }
     const Clock::time_point now = Clock::now();
     if (p.epoch != epoch_) {
       epoch_ = p.epoch;
@@ -120,21 +116,13 @@ class ProgressRecorder {
     Keep(store_->AppendEvent(job_id_, event).status());
   }
 
-  void OnEpoch(const train::EpochRecord& record) {
+  void OnEpoch(const train::EpochRecord& record, const train::TrainResult& so_far) override {
     const Clock::time_point now = Clock::now();
     if (last_step_) validation_seconds_ = SecondsBetween(*last_step_, now);
     last_step_.reset();
 
     const double value =
         train::MonitoredValue(record, monitor_).value_or(std::numeric_limits<double>::quiet_NaN());
-    const bool is_best =
-        std::isfinite(value) &&
-        (best_epoch_ < 0 || Improves(value, best_value_, higher_is_better_, min_delta_));
-    if (is_best) {
-      best_epoch_ = record.epoch;
-      best_value_ = value;
-    }
-
     v1::EpochEnd epoch;
     epoch.set_epoch(record.epoch + 1);
     epoch.set_epochs(epochs_);
@@ -146,30 +134,29 @@ class ProgressRecorder {
     epoch.set_images_per_second(record.images_per_second);
     epoch.set_monitor(monitor_);
     epoch.set_monitor_value(value);
-    epoch.set_is_best(is_best);
+    epoch.set_is_best(so_far.best_epoch == record.epoch);
     Keep(store_->RecordEpoch(job_id_, epoch).status());
   }
 
   // The first failure to record anything: the job's history would be incomplete.
-  const Status& status() const { return status_; }
-  int64_t best_epoch() const { return best_epoch_; }  // 0-based; -1 before any
-  double best_value() const { return best_value_; }
+  Status status() const override { return status_; }
 
  private:
   void Keep(Status status) {
-    if (status_.ok() && !status.ok()) status_ = std::move(status);
+    if (status_.ok() && !status.ok()) {
+      status_ = Status(status.code(),
+                       absl::StrCat("recording progress in the job store: ", status.message()));
+    }
   }
 
   JobStore* const store_;
+  const JobRunnerOptions& options_;
   const std::string job_id_;
-  const int64_t epochs_;
-  const int64_t batch_size_;
-  const std::string monitor_;
-  const bool higher_is_better_;
-  const double min_delta_;
+  const std::string device_;
   const double interval_;
-  int64_t best_epoch_;
-  double best_value_;
+  int64_t epochs_ = 0;
+  int64_t batch_size_ = 0;
+  std::string monitor_;
 
   int64_t epoch_ = -1;
   double loss_sum_ = 0.0;
@@ -190,124 +177,48 @@ class JobRun {
         job_(job),
         device_(std::move(device)),
         stop_(stop),
-        dir_(JobFolder(options.state_dir, job.id())) {}
+        folder_(RunFolder::OfJob(options.state_dir, job.id())) {}
 
   RunOutcome Run() {
-    const Clock::time_point started = Clock::now();
-    RemoveTemporaryFiles();
-    StatusOr<v1::JobSpec> spec = ServerSpec();
-    if (!spec.ok()) return RunOutcome::Failed(std::string(spec.status().message()));
-    StatusOr<TrainingPlan> planned = PlanTraining(*spec);
-    if (!planned.ok()) return RunOutcome::Failed(std::string(planned.status().message()));
-    TrainingPlan plan = std::move(planned).value();
-    UseThreadsOnThisThread(plan.threads);
+    folder_.RemoveTemporaryFiles();
+    StatusOr<v1::JobSpec> server_spec = ServerSpec();
+    if (!server_spec.ok()) return Failed(server_spec.status());
+    StatusOr<spec::ResolvedJobSpec> resolved = spec::ResolvedJobSpec::Resolve(*server_spec);
+    if (!resolved.ok()) return Failed(resolved.status());
+    StatusOr<TrainingPlan> plan = PlanTraining(*resolved);
+    if (!plan.ok()) return Failed(plan.status());
+    UseThreadsOnThisThread(plan->threads);
 
-    StatusOr<models::Network> built = BuildPlannedNetwork(plan);
-    if (!built.ok()) return RunOutcome::Failed(std::string(built.status().message()));
-    models::Network network = std::move(built).value();
-    if (stop_.requested()) return Stopped();
-
-    DataLoadOptions load;
-    load.stop = &stop_.flag();
-    load.decode_threads = options_.decode_threads;
-    load.cache_dir = options_.cache_dir.empty() ? (fs::path(options_.state_dir) / "cache").string()
-                                                : options_.cache_dir;
-    StatusOr<TrainingData> loaded = LoadTrainingData(plan.data, options_.data_root, load);
-    if (stop_.requested()) return Stopped();
-    if (!loaded.ok()) return RunOutcome::Failed(std::string(loaded.status().message()));
-    const train::TrainValSplit& data = loaded->split;
-    if (Status fits = CheckDataFitsPlan(plan, data); !fits.ok()) {
-      return RunOutcome::Failed(std::string(fits.message()));
+    RunEnvironment environment;
+    environment.folder = folder_;
+    environment.name = job_.spec().name().empty() ? job_.id() : job_.spec().name();
+    environment.data_root = options_.data_root;
+    environment.data.decode_threads = options_.decode_threads;
+    environment.data.cache_dir = options_.cache_dir.empty()
+                                     ? (fs::path(options_.state_dir) / "cache").string()
+                                     : options_.cache_dir;
+    environment.stop = &stop_.flag();
+    // A job that ran before (a restart, a shutdown) continues from last.pt.
+    environment.resume = true;
+    // A cancelled job ends here, so it leaves what it has done for people to look at; an
+    // interrupted one writes its results when it resumes and finishes.
+    environment.results_when_stopped = [this] { return stop_.cancelled(); };
+    JobProgressRecorder recorder(store_, options_, job_.id(), device_);
+    StatusOr<TrainingRunResult> run = RunTraining(*plan, environment, recorder);
+    if (!run.ok()) return Failed(run.status());
+    if (!run->stopped) return RunOutcome::Succeeded();
+    RunOutcome outcome = Stopped();
+    if (!run->stopped_results.ok()) {
+      outcome.reason = absl::StrCat("artifacts: ", run->stopped_results.message());
     }
-    // Written before training, so a running job already shows what it runs on.
-    if (Status s = WriteRunInputs(dir_, plan.resolved_spec, *loaded); !s.ok()) {
-      return RunOutcome::Failed(std::string(s.message()));
-    }
-    if (stop_.requested()) return Stopped();
-
-    // A job that ran before (a restart, a shutdown) continues from last.pt; the best epoch so far
-    // comes with it, so is_best keeps meaning "best of the whole run".
-    train::TrainingState restored;
-    const fs::path last = fs::path(dir_) / "last.pt";
-    if (fs::exists(last)) {
-      if (Status s = train::LoadCheckpoint(last.string(), *network, nullptr, &restored); !s.ok()) {
-        return RunOutcome::Failed(absl::StrCat("resuming from ", last.string(), ": ", s.message()));
-      }
-    }
-    double restored_seconds = 0.0;
-    for (const train::EpochRecord& record : restored.history) restored_seconds += record.seconds;
-
-    plan.trainer.checkpoint_dir = dir_;
-    plan.trainer.resume = true;
-    ProgressRecorder recorder(store_, job_.id(), plan, options_.progress_interval, restored);
-    train::TrainerCallbacks callbacks;
-    // The trainer stops at its next step or validation batch when the scheduler asks (cancel,
-    // shutdown) or when the job's progress can no longer be recorded (a full disk): training on
-    // would produce epochs nobody could see or resume.
-    Status recording;
-    callbacks.should_stop = [&recording] { return !recording.ok(); };
-    train::TrainResult so_far;
-    so_far.history = restored.history;
-    callbacks.on_step = [this, &recorder](const train::StepProgress& p) {
-      recorder.OnStep(p);
-      if (options_.on_training_step) {
-        options_.on_training_step({job_.id(), device_, p.images, p.seconds});
-      }
-    };
-    callbacks.on_epoch = [&](const train::EpochRecord& r) {
-      recorder.OnEpoch(r);
-      // Kept up to date after every epoch, so a crash or a cancel leaves the report so far.
-      so_far.history.push_back(r);
-      so_far.best_epoch = recorder.best_epoch();
-      so_far.best_value = recorder.best_value();
-      const double seconds = restored_seconds + SecondsBetween(started, Clock::now());
-      if (Status s = WriteProgressReport(dir_, RunName(), plan, network, *loaded, so_far, seconds);
-          !s.ok() && recording.ok()) {
-        recording = std::move(s);
-      }
-      if (!recorder.status().ok() && recording.ok()) {
-        recording = Status(
-            recorder.status().code(),
-            absl::StrCat("recording progress in the job store: ", recorder.status().message()));
-      }
-    };
-    train::Trainer trainer(network, plan.trainer);
-    StatusOr<train::TrainResult> result = trainer.Run(data, callbacks, &stop_.flag());
-    if (!result.ok()) return RunOutcome::Failed(std::string(result.status().message()));
-    if (!recording.ok()) return RunOutcome::Failed(std::string(recording.message()));
-    if (!recorder.status().ok()) {
-      return RunOutcome::Failed(
-          absl::StrCat("recording progress in the job store: ", recorder.status().message()));
-    }
-
-    const double total_seconds = restored_seconds + SecondsBetween(started, Clock::now());
-    if (result->cancelled) {
-      RunOutcome outcome = Stopped();
-      // An interrupted job writes these when it finishes; a cancelled one ends here, so it
-      // leaves what it has done for people to look at.
-      if (outcome.kind == RunOutcome::Kind::kCancelled && !result->history.empty()) {
-        if (Status s =
-                WriteRunResults(dir_, RunName(), plan, network, *loaded, *result, total_seconds)
-                    .status();
-            !s.ok()) {
-          outcome.reason = absl::StrCat("artifacts: ", s.message());
-        }
-      }
-      return outcome;
-    }
-    if (Status s = WriteRunResults(dir_, RunName(), plan, network, *loaded, *result, total_seconds,
-                                   &stop_.flag())
-                       .status();
-        !s.ok()) {
-      // Stopped while writing the report: an interrupted job writes it when it resumes (its
-      // training is done), a cancelled one keeps the files written so far.
-      if (stop_.requested()) return Stopped();
-      return RunOutcome::Failed(std::string(s.message()));
-    }
-    return RunOutcome::Succeeded();
+    return outcome;
   }
 
  private:
+  static RunOutcome Failed(const Status& status) {
+    return RunOutcome::Failed(std::string(status.message()));
+  }
+
   RunOutcome Stopped() const {
     RunOutcome outcome;
     outcome.kind =
@@ -328,34 +239,16 @@ class JobRun {
     if (spec.model().has_encoder_unet() && !spec.model().encoder_unet().encoder_job_id().empty()) {
       v1::EncoderUNetSpec* encoder = spec.mutable_model()->mutable_encoder_unet();
       const std::string dependency = encoder->encoder_job_id();
-      const fs::path best = fs::path(JobFolder(options_.state_dir, dependency)) / "best.pt";
-      if (!fs::exists(best)) {
+      const RunFolder encoder_run = RunFolder::OfJob(options_.state_dir, dependency);
+      if (!encoder_run.Has(RunFolder::kBestCheckpoint)) {
         return FailedPreconditionError(
             absl::StrCat("model.encoder_unet.encoder_job_id: encoder job ", dependency,
-                         " left no checkpoint at ", best.string()));
+                         " left no checkpoint at ", encoder_run.best_checkpoint()));
       }
-      encoder->set_encoder_checkpoint(best.string());
+      encoder->set_encoder_checkpoint(encoder_run.best_checkpoint());
       encoder->clear_encoder_job_id();
     }
     return spec;
-  }
-
-  // A process killed while writing a file leaves its temporary file (DurableFileWriter's
-  // "<name>.tmp-<pid>-<n>", or an older build's "<name>.tmp"); on a nearly full disk that alone
-  // could fail the run again. Only this job writes in its folder, so whatever is there is stale.
-  void RemoveTemporaryFiles() const {
-    std::error_code error;
-    for (fs::directory_iterator it(dir_, error), end; !error && it != end; it.increment(error)) {
-      const std::string name = it->path().filename().string();
-      if (name.find(".tmp-") != std::string::npos || absl::EndsWith(name, ".tmp")) {
-        std::error_code ignored;
-        fs::remove(it->path(), ignored);
-      }
-    }
-  }
-
-  std::string RunName() const {
-    return job_.spec().name().empty() ? job_.id() : job_.spec().name();
   }
 
   JobStore* const store_;
@@ -363,7 +256,7 @@ class JobRun {
   const v1::Job& job_;
   const std::string device_;
   const StopRequest& stop_;
-  const std::string dir_;
+  const RunFolder folder_;
 };
 
 }  // namespace
@@ -380,10 +273,6 @@ std::string RunOutcomeKindName(RunOutcome::Kind kind) {
       return "interrupted";
   }
   return "unknown";
-}
-
-std::string JobFolder(const std::string& state_dir, const std::string& job_id) {
-  return (fs::path(state_dir) / "jobs" / job_id).string();
 }
 
 JobRunner::JobRunner(JobStore* store, JobRunnerOptions options)

@@ -1,7 +1,8 @@
 // Runs one job of the job store to its end: the spec resolved for the device the scheduler gave
-// it, the data loaded, a Trainer that checkpoints into the job's folder (and resumes from it), each
-// epoch and throttled step progress recorded in the store, then the run's artifacts. The
-// scheduler calls it on a worker thread per job; selene-train does the same steps for a local run.
+// it, then RunTraining (server/jobs/run_training.h) in the job's folder
+// (RunFolder::OfJob: <state_dir>/jobs/<job id>), resuming from it, with each epoch and throttled
+// step progress recorded in the store. The scheduler calls it on a worker thread per job;
+// selene-train runs the same pipeline for a local run.
 #pragma once
 
 #include <atomic>
@@ -14,7 +15,6 @@
 #include "common/status.h"
 #include "selene/v1/training_service.pb.h"
 #include "server/jobs/job_store.h"
-#include "server/jobs/run_outputs.h"  // kSpecFile, kClassNamesFile
 
 namespace selene::jobs {
 
@@ -77,13 +77,6 @@ struct JobRunnerOptions {
   // quick and not throw.
   std::function<void(const TrainingStepReport&)> on_training_step;
 };
-
-// The folder of a job's artifacts: <state_dir>/jobs/<job_id>.
-std::string JobFolder(const std::string& state_dir, const std::string& job_id);
-
-// The files a finished job leaves in its folder besides the report's: checkpoints, history,
-// metrics, the resolved spec, the data summary and the class names (one per line, read by the
-// serving layer).
 
 // Thread-safe: Run may be called for different jobs on different threads at once.
 class JobRunner {

@@ -16,7 +16,6 @@
 #include "absl/time/time.h"
 #include "common/text_limits.h"
 #include "google/protobuf/util/message_differencer.h"
-#include "server/jobs/job_spec.h"
 
 namespace selene::jobs {
 namespace {
@@ -558,8 +557,9 @@ Status JobStore::TransitionLocked(v1::Job* job, v1::JobState to, const std::stri
   return OkStatus();
 }
 
-StatusOr<SubmitResult> JobStore::Submit(const v1::JobSpec& spec, const std::string& request_id,
-                                        int32_t priority) {
+StatusOr<SubmitResult> JobStore::Submit(const spec::ResolvedJobSpec& resolved,
+                                        const std::string& request_id, int32_t priority) {
+  const v1::JobSpec& spec = resolved.submitted();
   std::vector<v1::JobEvent> events;
   SubmitResult result;
   {
@@ -609,7 +609,6 @@ StatusOr<SubmitResult> JobStore::Submit(const v1::JobSpec& spec, const std::stri
       if (row) seq = last.Int(0) + 1;
     }
 
-    const v1::JobSpec resolved = ResolveDefaults(spec);
     v1::Job job;
     job.set_id(absl::StrCat("job-", seq));
     job.set_name(spec.name());
@@ -619,8 +618,8 @@ StatusOr<SubmitResult> JobStore::Submit(const v1::JobSpec& spec, const std::stri
     job.set_request_id(request_id);
     SetTimestamp(absl::Now(), job.mutable_create_time());
     job.set_depends_on(depends_on);
-    job.set_epochs(resolved.training().epochs());
-    job.set_monitor(resolved.training().monitor());
+    job.set_epochs(resolved.proto().training().epochs());
+    job.set_monitor(resolved.proto().training().monitor());
 
     Statement insert(db_, path_);
     SELENE_RETURN_IF_ERROR(

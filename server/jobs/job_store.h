@@ -17,6 +17,7 @@
 #include "common/status.h"
 #include "selene/v1/job_spec.pb.h"
 #include "selene/v1/training_service.pb.h"
+#include "spec/resolved_job_spec.h"
 
 struct sqlite3;
 
@@ -80,8 +81,9 @@ class JobStore {
   // spec.model.encoder_unet.encoder_job_id; an unknown job there is NotFound naming it.
   // A non-empty request_id seen before returns that job with created = false when the spec and
   // priority are the same, and is AlreadyExists naming the request id and its job otherwise.
-  // The spec is stored as given; validating it is the caller's job.
-  StatusOr<SubmitResult> Submit(const v1::JobSpec& spec, const std::string& request_id,
+  // The spec is stored as it was submitted (ResolvedJobSpec::submitted); its resolved epochs
+  // and monitor are the job's.
+  StatusOr<SubmitResult> Submit(const spec::ResolvedJobSpec& spec, const std::string& request_id,
                                 int32_t priority = 0);
 
   // NotFound naming the id when there is no such job.

@@ -20,7 +20,6 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "server/jobs/job_spec.h"
 
 namespace selene::jobs {
 namespace {
@@ -421,9 +420,9 @@ double CountNetworkParameters(const models::NetworkSpec& spec) {
   return CountUnfitted(Fitted(spec));
 }
 
-MemoryEstimate EstimateJobMemory(const v1::JobSpec& original, int64_t data_items) {
-  const v1::JobSpec spec = ResolveDefaults(original);
-  const models::NetworkSpec network = Fitted(ResolveNetworkSpec(spec));
+MemoryEstimate EstimateJobMemory(const spec::ResolvedJobSpec& resolved, int64_t data_items) {
+  const v1::JobSpec& spec = resolved.proto();
+  const models::NetworkSpec network = Fitted(resolved.network());
   MemoryEstimate estimate;
   estimate.parameter_count = CountUnfitted(network);
 

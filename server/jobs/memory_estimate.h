@@ -12,6 +12,7 @@
 
 #include "models/model_options.h"
 #include "selene/v1/job_spec.pb.h"
+#include "spec/resolved_job_spec.h"
 
 namespace selene::jobs {
 
@@ -29,11 +30,11 @@ struct MemoryEstimate {
   double total() const { return parameters + gradients + optimizer + activations + data; }
 };
 
-// The estimate for `spec` (defaults resolved here; it should have passed ValidateJobSpec).
+// The estimate for `spec`.
 // `data_items`: the images a file data set holds, when the caller counted them; < 0 = unknown:
 // Tiny ImageNet then assumes its full 550 images per class, MOON and segmentation folders count
 // no data. Synthetic sets use data.num_samples.
-MemoryEstimate EstimateJobMemory(const v1::JobSpec& spec, int64_t data_items = -1);
+MemoryEstimate EstimateJobMemory(const spec::ResolvedJobSpec& spec, int64_t data_items = -1);
 
 // The parameter count of the network `spec` describes, as models::CountSpecParameters gives it
 // but without building anything: analytic, so a width of 10^6 costs nothing. With

@@ -1,5 +1,6 @@
-// The files a training run leaves in its folder, written the same way by selene-train (local
-// runs) and the server's job runner, so a run's folder reads alike whichever ran it.
+// The files a training run leaves in its folder (common/run_folder.h), written the same way by
+// selene-train (local runs) and the server's job runner through RunTraining, so a run's folder
+// reads alike whichever ran it.
 //   before training: spec.json, data_summary.json, class_names.txt (serving reads the names)
 //   after every epoch: history.csv, metrics.json and the report without predictions
 //   after training:  history.csv, metrics.json, then the report (curves.png, samples.png,
@@ -10,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "common/run_folder.h"
 #include "common/status.h"
 #include "models/network.h"
 #include "selene/v1/job_spec.pb.h"
@@ -19,19 +21,15 @@
 
 namespace selene::jobs {
 
-inline constexpr char kSpecFile[] = "spec.json";
-inline constexpr char kDataSummaryFile[] = "data_summary.json";
-inline constexpr char kClassNamesFile[] = "class_names.txt";
-
-// Creates `dir` and writes `spec` (as given: selene-train keeps the user's spec with its
-// overrides, the server the resolved one), the data summary and the class names.
-Status WriteRunInputs(const std::string& dir, const v1::JobSpec& spec, const TrainingData& data);
+// Creates the folder and writes `spec` (selene-train: the user's spec with its overrides; the
+// server: the resolved one), the data summary and the class names.
+Status WriteRunInputs(const RunFolder& folder, const v1::JobSpec& spec, const TrainingData& data);
 
 // Writes history.csv and metrics.json, loads best.pt (when there is one) into `network` and
 // writes the report under `name`. Returns the report's file names (none when no epoch ended).
 // Once `stop` (may be null) is set, stops before the next report file with Cancelled.
 StatusOr<std::vector<std::string>> WriteRunResults(
-    const std::string& dir, const std::string& name, const TrainingPlan& plan,
+    const RunFolder& folder, const std::string& name, const TrainingPlan& plan,
     models::Network network, const TrainingData& data, const train::TrainResult& result,
     double total_seconds, const std::atomic<bool>* stop = nullptr);
 
@@ -39,7 +37,7 @@ StatusOr<std::vector<std::string>> WriteRunResults(
 // predictions (curves.png, report.md, run_summary.json), so a crash or a cancel at any moment
 // leaves the report of the epochs finished. `network` is the one training: only its
 // architecture is read, never its weights, and nothing is loaded into it.
-Status WriteProgressReport(const std::string& dir, const std::string& name,
+Status WriteProgressReport(const RunFolder& folder, const std::string& name,
                            const TrainingPlan& plan, models::Network network,
                            const TrainingData& data, const train::TrainResult& result,
                            double total_seconds);

@@ -33,8 +33,8 @@ Status Scheduler::Start() {
   return OkStatus();
 }
 
-StatusOr<SubmitResult> Scheduler::Submit(const v1::JobSpec& spec, const std::string& request_id,
-                                         int32_t priority) {
+StatusOr<SubmitResult> Scheduler::Submit(const spec::ResolvedJobSpec& spec,
+                                         const std::string& request_id, int32_t priority) {
   StatusOr<SubmitResult> submitted = store_->Submit(spec, request_id, priority);
   if (submitted.ok()) Notify();
   return submitted;

@@ -55,7 +55,7 @@ class Scheduler {
 
   // store->Submit, then wakes the dispatcher. Admission (queue limit, spec validation) is the
   // caller's: store->CountByState() tells how many jobs wait.
-  StatusOr<SubmitResult> Submit(const v1::JobSpec& spec, const std::string& request_id,
+  StatusOr<SubmitResult> Submit(const spec::ResolvedJobSpec& spec, const std::string& request_id,
                                 int32_t priority = 0) ABSL_LOCKS_EXCLUDED(mu_);
 
   // A QUEUED job becomes CANCELLED at once (its dependents FAILED); a RUNNING one gets

@@ -10,6 +10,10 @@
 #include "server/train/synthetic_data.h"
 
 namespace selene::jobs {
+
+using spec::DataKind;
+using spec::DataRequest;
+
 namespace {
 
 data::DatasetKind ToDatasetKind(DataKind kind) {
@@ -73,7 +77,7 @@ train::TensorDataset GenerateSynthetic(const DataRequest& request, const std::at
 data::DataSummary SummarizeSynthetic(const DataRequest& request,
                                      const train::TrainValSplit& split) {
   data::DataSummary summary;
-  summary.dataset = DataKindName(request.kind);
+  summary.dataset = spec::DataKindName(request.kind);
   summary.task = train::TaskName(request.task);
   summary.root = "(generated in memory)";
   summary.split =
@@ -131,14 +135,14 @@ StatusOr<TrainingData> LoadTrainingData(const DataRequest& request, const std::s
     // A stopped generator returns what it had made: not a data set anyone asked for.
     if (options.stop != nullptr && options.stop->load()) {
       return CancelledError(
-          absl::StrCat("cancelled while generating data.kind ", DataKindName(request.kind)));
+          absl::StrCat("cancelled while generating data.kind ", spec::DataKindName(request.kind)));
     }
     result.split = train::SplitDataset(generated, request.validation_fraction, request.split_seed);
     result.summary = SummarizeSynthetic(request, result.split);
     return result;
   } catch (const std::exception& e) {
-    return InternalError(
-        absl::StrCat("data.kind ", DataKindName(request.kind), ": generating failed: ", e.what()));
+    return InternalError(absl::StrCat("data.kind ", spec::DataKindName(request.kind),
+                                      ": generating failed: ", e.what()));
   }
 }
 

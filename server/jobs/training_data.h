@@ -10,8 +10,8 @@
 
 #include "common/status.h"
 #include "server/data/data_summary.h"
-#include "server/jobs/job_spec.h"
 #include "server/train/tensor_dataset.h"
+#include "spec/engine_options.h"
 
 namespace selene::jobs {
 
@@ -33,7 +33,8 @@ struct TrainingData {
 // The train/validation split `request` describes, with its summary. File kinds read
 // request.path under `data_root` (a path escaping it is refused); a data set with no usable
 // items is FailedPrecondition, unreadable or unpaired files are warnings in the summary.
-StatusOr<TrainingData> LoadTrainingData(const DataRequest& request, const std::string& data_root,
+StatusOr<TrainingData> LoadTrainingData(const spec::DataRequest& request,
+                                        const std::string& data_root,
                                         const DataLoadOptions& options = {});
 
 }  // namespace selene::jobs

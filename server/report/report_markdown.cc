@@ -16,9 +16,9 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "common/durable_file.h"
+#include "common/markdown_table.h"
+#include "common/number_format.h"
 #include "server/report/main_metrics.h"
-#include "server/report/markdown_table.h"
-#include "server/report/number_format.h"
 #include "server/report/run_summary.h"
 
 namespace selene::report {
@@ -238,8 +238,8 @@ std::string CodeBlock(const std::string& text) {
 }
 
 void AppendSummary(const ReportInputs& in, const std::string& monitor, std::string* out) {
-  const v1::JobSpec& spec = in.resolved_spec;
-  const train::Task task = ToTrainTask(spec.task());
+  const v1::JobSpec& spec = in.spec->proto();
+  const train::Task task = in.spec->task();
   absl::StrAppend(out, TaskTitle(task), " with a ", ModelDescription(spec.model()), " of ",
                   Grouped(in.parameters), " parameters on ", DataKindWord(spec.data().kind()),
                   " data");
@@ -272,7 +272,7 @@ void AppendMetrics(const ReportInputs& in, const std::string& monitor, std::stri
     absl::StrAppend(out, "_No epoch finished._\n");
     return;
   }
-  const train::Task task = ToTrainTask(in.resolved_spec.task());
+  const train::Task task = in.spec->task();
   std::vector<std::string> names = {"val_loss", "train_loss"};
   for (const std::string& m : MainMetrics(task)) names.push_back(m);
   if (std::find(names.begin(), names.end(), monitor) == names.end()) names.push_back(monitor);
@@ -325,11 +325,11 @@ void AppendMetrics(const ReportInputs& in, const std::string& monitor, std::stri
 }
 
 void AppendHyperparameters(const ReportInputs& in, const std::string& monitor, std::string* out) {
-  const v1::JobSpec& spec = in.resolved_spec;
+  const v1::JobSpec& spec = in.spec->proto();
   const v1::TrainingSpec& t = spec.training();
   MarkdownTable table;
   table.AddColumn("setting").AddColumn("value");
-  table.AddRow({"task", TaskTitle(ToTrainTask(spec.task()))});
+  table.AddRow({"task", TaskTitle(in.spec->task())});
   table.AddRow({"model", ModelDescription(spec.model())});
   for (const auto& [setting, value] : ModelSettings(spec.model())) table.AddRow({setting, value});
   table.AddRow({"parameters", Grouped(in.parameters)});
@@ -362,7 +362,7 @@ void AppendHyperparameters(const ReportInputs& in, const std::string& monitor, s
 }
 
 void AppendData(const ReportInputs& in, std::string* out) {
-  const v1::DataSpec& d = in.resolved_spec.data();
+  const v1::DataSpec& d = in.spec->proto().data();
   absl::StrAppend(out, "\n## Data\n\n");
   absl::StrAppend(out, "- kind: ", DataKindWord(d.kind()), "\n");
   if (!d.path().empty()) absl::StrAppend(out, "- path: `", d.path(), "`\n");
@@ -393,7 +393,7 @@ void AppendHistory(const ReportInputs& in, std::string* out) {
                     ": too many for a table; see history.csv.\n");
     return;
   }
-  const std::string headline = MainMetrics(ToTrainTask(in.resolved_spec.task())).front();
+  const std::string headline = MainMetrics(in.spec->task()).front();
   MarkdownTable table;
   table.AddColumn("epoch", Align::kRight)
       .AddColumn("train loss", Align::kRight)
@@ -414,15 +414,15 @@ void AppendHistory(const ReportInputs& in, std::string* out) {
 
 std::string FormatReportMarkdown(const ReportInputs& in) {
   std::string monitor = in.monitor;
-  if (monitor.empty()) monitor = in.resolved_spec.training().monitor();
-  if (monitor.empty()) monitor = MainMetrics(ToTrainTask(in.resolved_spec.task())).front();
+  if (monitor.empty()) monitor = in.spec->proto().training().monitor();
+  if (monitor.empty()) monitor = MainMetrics(in.spec->task()).front();
   std::string title = in.title;
-  if (title.empty()) title = in.resolved_spec.name();
+  if (title.empty()) title = in.spec->proto().name();
   if (title.empty()) title = "Training run";
 
   std::string out = absl::StrCat("# ", title, "\n\n");
-  if (!in.resolved_spec.description().empty()) {
-    absl::StrAppend(&out, in.resolved_spec.description(), "\n\n");
+  if (!in.spec->proto().description().empty()) {
+    absl::StrAppend(&out, in.spec->proto().description(), "\n\n");
   }
   AppendSummary(in, monitor, &out);
   AppendMetrics(in, monitor, &out);

@@ -3,18 +3,20 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "common/status.h"
 #include "selene/v1/job_spec.pb.h"
 #include "server/train/epoch_record.h"
+#include "spec/resolved_job_spec.h"
 
 namespace selene::report {
 
 struct ReportInputs {
-  std::string title;               // the run's name
-  v1::JobSpec resolved_spec;       // with defaults filled in: task, model, data and hyperparameters
+  std::string title;                                  // the run's name
+  std::shared_ptr<const spec::ResolvedJobSpec> spec;  // task, model, data, hyperparameters
   std::string architecture_table;  // models::FormatSummary output, shown as a code block
   int64_t parameters = 0;
   std::string data_summary;  // the data reader's description, shown as a code block

@@ -6,10 +6,12 @@
 #include <limits>
 
 #include "absl/strings/str_cat.h"
+#include "common/markdown_table.h"
+#include "common/number_format.h"
+#include "common/run_folder.h"
 #include "server/report/main_metrics.h"
-#include "server/report/markdown_table.h"
-#include "server/report/number_format.h"
 #include "server/report/run_summary.h"
+#include "spec/engine_options.h"
 
 namespace selene::report {
 namespace {
@@ -49,7 +51,7 @@ std::vector<std::string> NumberColumn(const std::vector<double>& values, bool hi
 }
 
 std::string TaskTable(const std::vector<const v1::RunSummary*>& runs) {
-  const std::vector<std::string> metrics = MainMetrics(ToTrainTask(runs.front()->task()));
+  const std::vector<std::string> metrics = MainMetrics(spec::ToTrainTask(runs.front()->task()));
   MarkdownTable table;
   table.AddColumn("run")
       .AddColumn("model")
@@ -104,7 +106,7 @@ std::string FormatComparisonTable(const std::vector<v1::RunSummary>& runs) {
     }
     if (order.size() > 1) {
       if (!out.empty()) out += "\n";
-      absl::StrAppend(&out, "**", TaskTitle(ToTrainTask(task)), "**\n\n");
+      absl::StrAppend(&out, "**", TaskTitle(spec::ToTrainTask(task)), "**\n\n");
     }
     out += TaskTable(group);
   }
@@ -119,7 +121,7 @@ StatusOr<std::string> CompareRunDirs(const std::vector<std::string>& dirs) {
     if (!std::filesystem::is_directory(dir, error)) {
       return NotFoundError("run folder " + dir + " does not exist");
     }
-    const std::string path = (std::filesystem::path(dir) / "run_summary.json").string();
+    const std::string path = RunFolder(dir).run_summary();
     StatusOr<v1::RunSummary> run = ReadRunSummaryJson(path);
     if (!run.ok()) {
       return Status(run.status().code(),

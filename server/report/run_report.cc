@@ -2,7 +2,6 @@
 
 #include <torch/torch.h>
 
-#include <filesystem>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -17,8 +16,6 @@
 
 namespace selene::report {
 namespace {
-
-namespace fs = std::filesystem;
 
 constexpr int64_t kBatch = 32;
 constexpr int64_t kClassificationSamples = 16;  // a 4 x 4 grid
@@ -112,14 +109,16 @@ torch::Tensor Confusion(models::NetworkImpl& network, const RunReportInputs& in)
 
 }  // namespace
 
-StatusOr<std::vector<std::string>> WriteRunReport(const std::string& dir,
+StatusOr<std::vector<std::string>> WriteRunReport(const RunFolder& folder,
                                                   const RunReportInputs& in) {
-  if (in.network == nullptr || in.validation == nullptr || in.validation->size() == 0) {
-    return InvalidArgumentError("run report: needs a network and a non-empty validation set");
+  if (in.spec == nullptr || in.network == nullptr || in.validation == nullptr ||
+      in.validation->size() == 0) {
+    return InvalidArgumentError(
+        "run report: needs a spec, a network and a non-empty validation set");
   }
   const train::Task task = in.validation->task;
   std::vector<std::string> written;
-  auto path = [&dir](const std::string& name) { return (fs::path(dir) / name).string(); };
+  auto path = [&folder](const std::string& name) { return folder.File(name); };
   const auto check_stop = [&in]() -> Status {
     if (in.stop != nullptr && in.stop->load()) return CancelledError("report writing cancelled");
     return OkStatus();
@@ -157,21 +156,21 @@ StatusOr<std::vector<std::string>> WriteRunReport(const std::string& dir,
   const int64_t parameters = models::CountParameters(*in.network);
   ReportInputs report;
   report.title = in.name;
-  report.resolved_spec = in.resolved_spec;
+  report.spec = in.spec;
   report.architecture_table = models::FormatSummary(*in.network);
   report.parameters = parameters;
   report.data_summary = in.data_summary;
   report.history = in.result.history;
   report.best_epoch = in.result.best_epoch;
-  report.monitor = in.resolved_spec.training().monitor();
+  report.monitor = in.spec->proto().training().monitor();
   report.images = written;
-  SELENE_RETURN_IF_ERROR(WriteReportMarkdown(path("report.md"), report));
-  written.push_back("report.md");
+  SELENE_RETURN_IF_ERROR(WriteReportMarkdown(folder.report(), report));
+  written.push_back(RunFolder::kReport);
 
   SELENE_RETURN_IF_ERROR(WriteRunSummaryJson(
-      path("run_summary.json"),
-      MakeRunSummary(in.name, in.resolved_spec, parameters, in.result, in.total_seconds)));
-  written.push_back("run_summary.json");
+      folder.run_summary(),
+      MakeRunSummary(in.name, *in.spec, parameters, in.result, in.total_seconds)));
+  written.push_back(RunFolder::kRunSummary);
   return written;
 }
 

@@ -5,21 +5,24 @@
 #pragma once
 
 #include <atomic>
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "common/run_folder.h"
 #include "common/status.h"
 #include "models/network.h"
 #include "selene/v1/job_spec.pb.h"
 #include "server/train/tensor_dataset.h"
 #include "server/train/trainer.h"
+#include "spec/resolved_job_spec.h"
 
 namespace selene::report {
 
 struct RunReportInputs {
-  std::string name;           // the run's name (spec name, or the output folder)
-  v1::JobSpec resolved_spec;  // with defaults filled in
-  models::Network network;    // with the weights to show (best.pt's)
+  std::string name;  // the run's name (spec name, or the output folder)
+  std::shared_ptr<const spec::ResolvedJobSpec> spec;
+  models::Network network;                           // with the weights to show (best.pt's)
   const train::TensorDataset* validation = nullptr;  // must outlive the call
   train::Normalization normalization;
   int64_t input_size = 0;  // the network's input side; 0 = as stored
@@ -35,10 +38,10 @@ struct RunReportInputs {
   bool predictions = true;
 };
 
-// The files written into `dir`, in order: curves.png, samples.png, confusion.png (classification
-// only; both only with `predictions`), report.md, run_summary.json. Stops at the first failure,
-// naming the file.
-StatusOr<std::vector<std::string>> WriteRunReport(const std::string& dir,
+// The files written into `folder`, in order: curves.png, samples.png, confusion.png
+// (classification only; both only with `predictions`), report.md, run_summary.json. Stops at
+// the first failure, naming the file.
+StatusOr<std::vector<std::string>> WriteRunReport(const RunFolder& folder,
                                                   const RunReportInputs& inputs);
 
 }  // namespace selene::report

@@ -2,24 +2,23 @@
 
 #include <google/protobuf/util/json_util.h>
 
-#include <cctype>
 #include <exception>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/durable_file.h"
-#include "server/report/main_metrics.h"
 #include "server/train/trainer.h"
+#include "spec/enum_names.h"
 
 namespace selene::report {
 namespace {
 
 namespace pb = google::protobuf;
 
-std::string EncoderModeName(v1::EncoderMode mode) {
+// run_summary.json's spelling ("finetune"), older than the spec's short names ("fine_tune").
+std::string SummaryEncoderMode(v1::EncoderMode mode) {
   switch (mode) {
     case v1::ENCODER_MODE_FROZEN:
       return "frozen";
@@ -30,14 +29,6 @@ std::string EncoderModeName(v1::EncoderMode mode) {
   }
 }
 
-// "DATA_KIND_SYNTHETIC_MOON" -> "synthetic_moon".
-std::string DataKindName(v1::DataKind kind) {
-  std::string name = v1::DataKind_Name(kind);
-  if (absl::StartsWith(name, "DATA_KIND_")) name = name.substr(10);
-  for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return name;
-}
-
 // The parser's message without the context lines it adds under it.
 std::string FirstLine(const pb::util::Status& status) {
   const std::string text(status.message().data(), status.message().size());
@@ -46,20 +37,10 @@ std::string FirstLine(const pb::util::Status& status) {
 
 }  // namespace
 
-train::Task ToTrainTask(v1::Task task) {
-  switch (task) {
-    case v1::TASK_CLASSIFICATION:
-      return train::Task::kClassification;
-    case v1::TASK_MULTICLASS_SEGMENTATION:
-      return train::Task::kMultiClassSegmentation;
-    default:
-      return train::Task::kBinarySegmentation;
-  }
-}
-
-v1::RunSummary MakeRunSummary(const std::string& name, const v1::JobSpec& resolved_spec,
+v1::RunSummary MakeRunSummary(const std::string& name, const spec::ResolvedJobSpec& spec,
                               int64_t parameters, const train::TrainResult& result,
                               double total_seconds) {
+  const v1::JobSpec& resolved_spec = spec.proto();
   v1::RunSummary summary;
   summary.set_name(name);
   summary.set_task(resolved_spec.task());
@@ -73,17 +54,15 @@ v1::RunSummary MakeRunSummary(const std::string& name, const v1::JobSpec& resolv
     case v1::ModelSpec::kEncoderUnet:
       summary.set_model_family("encoder_unet");
       summary.set_encoder_mode(
-          EncoderModeName(resolved_spec.model().encoder_unet().encoder_mode()));
+          SummaryEncoderMode(resolved_spec.model().encoder_unet().encoder_mode()));
       break;
     case v1::ModelSpec::FAMILY_NOT_SET:
       break;
   }
   summary.set_parameters(parameters);
-  summary.set_data_kind(DataKindName(resolved_spec.data().kind()));
+  summary.set_data_kind(spec::DataKindName(resolved_spec.data().kind()));
   summary.set_image_size(resolved_spec.data().image_size());
-  std::string monitor = resolved_spec.training().monitor();
-  if (monitor.empty()) monitor = MainMetrics(ToTrainTask(resolved_spec.task())).front();
-  summary.set_monitor(monitor);
+  summary.set_monitor(resolved_spec.training().monitor());
   summary.set_epochs_run(static_cast<int64_t>(result.history.size()));
   summary.set_total_seconds(total_seconds);
   summary.set_stopped_early(result.stopped_early);

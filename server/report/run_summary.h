@@ -9,7 +9,7 @@
 #include "common/status.h"
 #include "selene/v1/job_spec.pb.h"
 #include "selene/v1/run_summary.pb.h"
-#include "server/train/task.h"
+#include "spec/resolved_job_spec.h"
 
 namespace selene::train {
 struct TrainResult;  // server/train/trainer.h (which pulls in torch)
@@ -17,17 +17,12 @@ struct TrainResult;  // server/train/trainer.h (which pulls in torch)
 
 namespace selene::report {
 
-// `resolved_spec`: the spec with its defaults filled in (jobs::ResolveDefaults), which gives the
-// task, model family, encoder mode ("scratch", "frozen", "finetune"; "" for other families),
-// data kind, image size and monitor (an empty monitor falls back to the task's headline
-// metric). Best and final metrics are the validation metrics of those epochs.
-v1::RunSummary MakeRunSummary(const std::string& name, const v1::JobSpec& resolved_spec,
+// `spec` gives the task, model family, encoder mode ("scratch", "frozen", "finetune"; "" for
+// other families), data kind, image size and monitor. Best and final metrics are the validation
+// metrics of those epochs.
+v1::RunSummary MakeRunSummary(const std::string& name, const spec::ResolvedJobSpec& spec,
                               int64_t parameters, const train::TrainResult& result,
                               double total_seconds);
-
-// The engine's task for a spec's task (unspecified reads as binary segmentation). The same
-// mapping as jobs::ToTask, which lives a floor above the reports.
-train::Task ToTrainTask(v1::Task task);
 
 // Pretty JSON with proto field names and every field, even zero ones. Errors name the path.
 Status WriteRunSummaryJson(const std::string& path, const v1::RunSummary& summary);

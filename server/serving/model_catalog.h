@@ -17,8 +17,8 @@ struct ServableModelRecord {
   std::string job_id;
   std::string name;             // the job's spec.name
   std::string checkpoint_path;  // the job folder's best.pt; class_names.txt may sit next to it
-  // The resolved spec (defaults filled in). When its task is unset, the spec is read from the
-  // checkpoint's metadata instead.
+  // The job's spec, as submitted or resolved (DescribeModel resolves it). When its task is
+  // unset, the spec is read from the checkpoint's metadata instead.
   v1::JobSpec spec;
   // Larger = finished later; "latest" picks the largest.
   int64_t finish_order = 0;

@@ -243,12 +243,12 @@ StatusOr<std::vector<v1::ModelInfo>> ModelRegistry::ListModels(v1::Task task) {
       continue;
     }
     const ModelDescription& d = *described;
-    if (info.name().empty()) info.set_name(d.spec.name());
+    if (info.name().empty()) info.set_name(d.spec.proto().name());
     for (const std::string& name : d.class_names) info.add_class_names(name);
     info.set_input_size(static_cast<int32_t>(d.input_size));
     info.set_in_channels(static_cast<int32_t>(d.in_channels));
     info.set_model_family(d.family);
-    info.set_monitor(record.monitor.empty() ? d.spec.training().monitor() : record.monitor);
+    info.set_monitor(record.monitor.empty() ? d.spec.proto().training().monitor() : record.monitor);
     if (!parameters.has_value()) {
       try {
         StatusOr<int64_t> counted = models::CountSpecParameters(d.network);

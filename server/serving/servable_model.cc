@@ -12,32 +12,17 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "common/run_folder.h"
 #include "models/network.h"
-#include "server/jobs/job_spec.h"
-#include "server/jobs/training_plan.h"
 #include "server/train/batch_loader.h"
 #include "server/train/checkpoint.h"
 #include "server/train/mixed_precision.h"
 #include "server/train/tensor_dataset.h"
+#include "spec/json_io.h"
+#include "spec/network_builder.h"
 
 namespace selene::serving {
 namespace {
-
-// Lines of class_names.txt, or empty when the file is absent or unreadable (the caller falls
-// back to generated names).
-std::vector<std::string> ReadClassNames(const std::string& checkpoint_path) {
-  const std::filesystem::path file =
-      std::filesystem::path(checkpoint_path).parent_path() / "class_names.txt";
-  std::ifstream in(file);
-  std::vector<std::string> names;
-  if (!in) return names;
-  std::string line;
-  while (std::getline(in, line)) {
-    names.push_back(std::string(absl::StripAsciiWhitespace(line)));
-  }
-  while (!names.empty() && names.back().empty()) names.pop_back();
-  return names;
-}
 
 StatusOr<v1::JobSpec> SpecOf(const ServableModelRecord& record) {
   if (record.spec.task() != v1::TASK_UNSPECIFIED) return record.spec;
@@ -48,7 +33,7 @@ StatusOr<v1::JobSpec> SpecOf(const ServableModelRecord& record) {
                                              record.checkpoint_path,
                                              " cannot be read: ", metadata.status().message()));
   }
-  StatusOr<v1::JobSpec> parsed = jobs::ParseJobSpecJson(*metadata, record.checkpoint_path);
+  StatusOr<v1::JobSpec> parsed = spec::ParseJobSpecJson(*metadata, record.checkpoint_path);
   if (!parsed.ok() || parsed->task() == v1::TASK_UNSPECIFIED) {
     return InvalidArgumentError(absl::StrCat("model ", record.job_id,
                                              ": no spec, and the metadata of checkpoint ",
@@ -60,14 +45,16 @@ StatusOr<v1::JobSpec> SpecOf(const ServableModelRecord& record) {
 }  // namespace
 
 StatusOr<ModelDescription> DescribeModel(const ServableModelRecord& record) {
-  ModelDescription d;
   SELENE_ASSIGN_OR_RETURN(v1::JobSpec spec, SpecOf(record));
-  d.spec = jobs::ResolveDefaults(spec);
-  d.task = d.spec.task();
-  if (d.spec.model().family_case() == v1::ModelSpec::FAMILY_NOT_SET) {
-    return InvalidArgumentError(absl::StrCat("model ", record.job_id, ": its spec has no model"));
+  StatusOr<spec::ResolvedJobSpec> resolved = spec::ResolvedJobSpec::Resolve(spec);
+  if (!resolved.ok()) {
+    return InvalidArgumentError(absl::StrCat(
+        "model ", record.job_id, ": its spec is not valid: ", resolved.status().message()));
   }
-  d.network = jobs::ResolveNetworkSpec(d.spec);
+  ModelDescription d(*std::move(resolved));
+  const v1::JobSpec& resolved_spec = d.spec.proto();
+  d.task = resolved_spec.task();
+  d.network = d.spec.network();
   // best.pt holds the encoder's trained weights too; the classifier it started from may be gone.
   d.network.encoder_unet.encoder_checkpoint.clear();
   d.family = models::FamilyName(d.network.family);
@@ -85,20 +72,21 @@ StatusOr<ModelDescription> DescribeModel(const ServableModelRecord& record) {
       d.num_outputs = d.network.encoder_unet.out_channels;
       break;
   }
-  d.input_size = d.spec.data().image_size();
+  d.input_size = resolved_spec.data().image_size();
   if (d.input_size <= 0 || d.num_outputs <= 0 || (d.in_channels != 1 && d.in_channels != 3)) {
     return InvalidArgumentError(absl::StrCat("model ", record.job_id, ": cannot serve input size ",
                                              d.input_size, ", ", d.in_channels, " input channels, ",
                                              d.num_outputs, " outputs"));
   }
-  d.normalize_mean.assign(d.spec.data().normalize_mean().begin(),
-                          d.spec.data().normalize_mean().end());
-  d.normalize_std.assign(d.spec.data().normalize_std().begin(),
-                         d.spec.data().normalize_std().end());
+  d.normalize_mean.assign(resolved_spec.data().normalize_mean().begin(),
+                          resolved_spec.data().normalize_mean().end());
+  d.normalize_std.assign(resolved_spec.data().normalize_std().begin(),
+                         resolved_spec.data().normalize_std().end());
   if (d.normalize_mean.empty()) d.normalize_mean = {0.5};
   if (d.normalize_std.empty()) d.normalize_std = {0.25};
 
-  d.class_names = ReadClassNames(record.checkpoint_path);
+  d.class_names = RunFolder(std::filesystem::path(record.checkpoint_path).parent_path().string())
+                      .ReadClassNames();
   if (static_cast<int64_t>(d.class_names.size()) != d.num_outputs) {
     d.class_names.clear();
     if (d.task == v1::TASK_BINARY_SEGMENTATION && d.num_outputs == 1) {
@@ -132,10 +120,8 @@ StatusOr<std::shared_ptr<ServableModel>> ServableModel::Load(const ServableModel
   auto torch_state = std::make_unique<Torch>();
   int64_t parameters = 0;
   try {
-    jobs::TrainingPlan plan;
-    plan.resolved_spec = description.spec;
-    plan.network = description.network;
-    StatusOr<models::Network> built = jobs::BuildPlannedNetwork(plan);
+    // best.pt holds the encoder's trained weights too; the classifier it started from may be gone.
+    StatusOr<models::Network> built = spec::BuildNetwork(description.spec, /*load_encoder=*/false);
     if (!built.ok()) {
       return InternalError(absl::StrCat("model ", record.job_id,
                                         ": cannot build its network: ", built.status().message()));

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/time/time.h"
@@ -17,12 +18,15 @@
 #include "selene/v1/job_spec.pb.h"
 #include "server/serving/dynamic_batcher.h"
 #include "server/serving/model_catalog.h"
+#include "spec/resolved_job_spec.h"
 
 namespace selene::serving {
 
 // What a record's model is, known without loading its weights.
 struct ModelDescription {
-  v1::JobSpec spec;  // resolved: the record's, or the checkpoint's metadata
+  explicit ModelDescription(spec::ResolvedJobSpec resolved) : spec(std::move(resolved)) {}
+
+  spec::ResolvedJobSpec spec;  // the record's, or the checkpoint's metadata
   v1::Task task = v1::TASK_UNSPECIFIED;
   models::NetworkSpec network;  // encoder checkpoint cleared: best.pt holds every weight
   std::string family;           // "classifier", "unet", "encoder_unet"

@@ -184,8 +184,8 @@ class TrainingRun {
   }
 
   Status MaybeResume() {
-    if (!options_.resume || options_.checkpoint_dir.empty()) return OkStatus();
-    const std::string last = LastPath();
+    if (!options_.resume || options_.last_checkpoint.empty()) return OkStatus();
+    const std::string& last = options_.last_checkpoint;
     if (!std::filesystem::exists(last)) return OkStatus();
     SELENE_RETURN_IF_ERROR(LoadCheckpoint(last, network_, optimizer_.get(), &state_));
     if (!state_.schedule_state.empty()) {
@@ -305,8 +305,9 @@ class TrainingRun {
       state_.best_epoch = record.epoch;
       state_.best_value = value;
       state_.epochs_without_improvement = 0;
-      if (!options_.checkpoint_dir.empty()) {
-        SELENE_RETURN_IF_ERROR(SaveCheckpoint(BestPath(), network_, options_.metadata));
+      if (!options_.best_checkpoint.empty()) {
+        SELENE_RETURN_IF_ERROR(
+            SaveCheckpoint(options_.best_checkpoint, network_, options_.metadata));
       }
     } else {
       ++state_.epochs_without_improvement;
@@ -321,12 +322,10 @@ class TrainingRun {
     state_.next_epoch = next_epoch;
     state_.next_step = next_step;
     state_.schedule_state = schedule_.State();
-    if (options_.checkpoint_dir.empty()) return OkStatus();
-    return SaveCheckpoint(LastPath(), network_, options_.metadata, optimizer_.get(), &state_);
+    if (options_.last_checkpoint.empty()) return OkStatus();
+    return SaveCheckpoint(options_.last_checkpoint, network_, options_.metadata, optimizer_.get(),
+                          &state_);
   }
-
-  std::string LastPath() const { return options_.checkpoint_dir + "/last.pt"; }
-  std::string BestPath() const { return options_.checkpoint_dir + "/best.pt"; }
 
   models::NetworkImpl& network_;
   const TrainerOptions& options_;
@@ -365,12 +364,13 @@ Trainer::Trainer(models::Network network, TrainerOptions options)
 StatusOr<TrainResult> Trainer::Run(const TrainValSplit& data, const TrainerCallbacks& callbacks,
                                    const std::atomic<bool>* cancel) {
   return CatchTorchErrors("training failed", [&]() -> StatusOr<TrainResult> {
-    if (!options_.checkpoint_dir.empty()) {
+    for (const std::string& checkpoint : {options_.best_checkpoint, options_.last_checkpoint}) {
+      if (checkpoint.empty()) continue;
+      const std::filesystem::path folder = std::filesystem::path(checkpoint).parent_path();
+      if (folder.empty()) continue;
       std::error_code error;
-      std::filesystem::create_directories(options_.checkpoint_dir, error);
-      if (error) {
-        return InternalError("cannot create " + options_.checkpoint_dir + ": " + error.message());
-      }
+      std::filesystem::create_directories(folder, error);
+      if (error) return InternalError("cannot create " + folder.string() + ": " + error.message());
     }
     TrainingRun run(*network_, options_, data, callbacks, cancel);
     return run.Run();

@@ -47,9 +47,12 @@ struct TrainerOptions {
   Normalization normalization;
   int64_t input_size = 0;          // 0 = as stored; else batches are resized to it on the device
   BatchTransform train_transform;  // augmentation for training batches
-  std::string checkpoint_dir;      // "" = no checkpoints
-  bool resume = false;             // continue from checkpoint_dir/last.pt when it exists
-  std::string metadata;            // stored in every checkpoint (e.g. the job spec as JSON)
+  // Where the run keeps its checkpoints (the caller names them: common/run_folder.h); empty =
+  // none. best: the weights of the best epoch so far; last: everything to resume from.
+  std::string best_checkpoint;
+  std::string last_checkpoint;
+  bool resume = false;   // continue from last_checkpoint when it exists
+  std::string metadata;  // stored in every checkpoint (e.g. the job spec as JSON)
 };
 
 struct StepProgress {

@@ -30,9 +30,10 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
+#include "common/sha256.h"
 #include "selene/v1/training_service.pb.h"
-#include "server/api/sha256.h"
 #include "tests/testing/child_process.h"
+#include "tests/testing/files.h"
 #include "tests/testing/loopback.h"
 
 #ifndef SELENE_SERVER_BINARY
@@ -48,29 +49,14 @@ namespace {
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;
 using ::testing::Not;
+using testing::ReadFile;
 using ::testing::StartsWith;
 
 constexpr char kToken[] = "cli-test-token";
 
-std::string ReadFile(const fs::path& path) {
-  std::ifstream file(path, std::ios::binary);
-  std::stringstream bytes;
-  bytes << file.rdbuf();
-  return bytes.str();
-}
-
 void WriteFile(const fs::path& path, const std::string& bytes) {
   std::ofstream file(path, std::ios::binary | std::ios::trunc);
   file << bytes;
-}
-
-fs::path FreshDir() {
-  const ::testing::TestInfo* info = ::testing::UnitTest::GetInstance()->current_test_info();
-  const fs::path dir =
-      fs::temp_directory_path() / absl::StrCat("selene_cli_", ::getpid(), "_", info->name());
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir;
 }
 
 std::string Quote(const std::string& arg) {
@@ -154,7 +140,7 @@ constexpr char kTinySpec[] = R"json({
 })json";
 
 TEST(SeleneCliTest, ServerDownIsExitThreeWithOneLine) {
-  const fs::path dir = FreshDir();
+  const fs::path dir = testing::MakeTempDir("selene-cli");
   const std::string server = absl::StrCat("127.0.0.1:", selene::testing::UnusedLoopbackPort());
   for (const std::vector<std::string>& args :
        {std::vector<std::string>{"--server", server, "list"},
@@ -175,7 +161,7 @@ TEST(SeleneCliTest, ServerDownIsExitThreeWithOneLine) {
 }
 
 TEST(SeleneCliTest, LocalProblemsAreExitTwoNamingTheCulprit) {
-  const fs::path dir = FreshDir();
+  const fs::path dir = testing::MakeTempDir("selene-cli");
   const std::string server = absl::StrCat("127.0.0.1:", selene::testing::UnusedLoopbackPort());
   const std::string missing = (dir / "no_such.png").string();
   CliResult result = RunCli(dir, {"segment", "--server", server, "--model", "latest", missing});
@@ -214,7 +200,7 @@ TEST(SeleneCliTest, LocalProblemsAreExitTwoNamingTheCulprit) {
 }
 
 TEST(SeleneCliTest, TrainsDownloadsSegmentsAndComparesThroughTheServer) {
-  const fs::path dir = FreshDir();
+  const fs::path dir = testing::MakeTempDir("selene-cli");
   Server server(dir);
   const std::string address = server.WaitForAddress();
   ASSERT_FALSE(address.empty()) << server.Log();
@@ -264,7 +250,7 @@ TEST(SeleneCliTest, TrainsDownloadsSegmentsAndComparesThroughTheServer) {
 
   // Artifacts and downloads, checked against the server's own files.
   const fs::path job_dir = dir / "state" / "jobs" / job;
-  const std::string best_sha = api::Sha256Hex(ReadFile(job_dir / "best.pt"));
+  const std::string best_sha = Sha256Hex(ReadFile(job_dir / "best.pt"));
   ASSERT_EQ(best_sha.size(), 64u);
   result = cli({"artifacts", job});
   EXPECT_EQ(result.code, 0) << result.err;
@@ -274,7 +260,7 @@ TEST(SeleneCliTest, TrainsDownloadsSegmentsAndComparesThroughTheServer) {
   result = cli({"download", job, "best.pt", "report.md", "--out", out.string()});
   EXPECT_EQ(result.code, 0) << result.err;
   EXPECT_THAT(result.out, HasSubstr("sha256 ok"));
-  EXPECT_EQ(api::Sha256Hex(ReadFile(out / "best.pt")), best_sha);
+  EXPECT_EQ(Sha256Hex(ReadFile(out / "best.pt")), best_sha);
   EXPECT_EQ(ReadFile(out / "report.md"), ReadFile(job_dir / "report.md"));
   EXPECT_FALSE(fs::exists(out / "best.pt.part"));
 
@@ -286,7 +272,7 @@ TEST(SeleneCliTest, TrainsDownloadsSegmentsAndComparesThroughTheServer) {
   result = cli({"download", job, "best.pt", "--out", resumed.string()});
   EXPECT_EQ(result.code, 0) << result.err;
   EXPECT_THAT(result.out, HasSubstr(absl::StrCat("resuming at ")));
-  EXPECT_EQ(api::Sha256Hex(ReadFile(resumed / "best.pt")), best_sha);
+  EXPECT_EQ(Sha256Hex(ReadFile(resumed / "best.pt")), best_sha);
   EXPECT_FALSE(fs::exists(resumed / "best.pt.part"));
 
   // A .part that is not a prefix of the file fails the check and is dropped.
@@ -394,7 +380,7 @@ TEST(SeleneCliTest, TrainsDownloadsSegmentsAndComparesThroughTheServer) {
 // TLS: with the server's certificate as --tls-ca the CLI talks TLS; without it (plaintext to a
 // TLS port) the server is unreachable, exit 3.
 TEST(SeleneCliTest, TalksTlsWithARootCertificate) {
-  const fs::path dir = FreshDir();
+  const fs::path dir = testing::MakeTempDir("selene-cli");
   const std::string cert = (dir / "server.pem").string();
   const std::string key = (dir / "server.key").string();
   const std::string openssl =
@@ -422,7 +408,7 @@ TEST(SeleneCliTest, TalksTlsWithARootCertificate) {
 // A server killed with SIGKILL mid-training and restarted on the same address: `selene watch`
 // reconnects, resumes after the last event it saw and still ends with the job's success.
 TEST(SeleneCliTest, WatchReconnectsAcrossAServerRestart) {
-  const fs::path dir = FreshDir();
+  const fs::path dir = testing::MakeTempDir("selene-cli");
   auto first = std::make_unique<Server>(dir);
   const std::string address = first->WaitForAddress();
   ASSERT_FALSE(address.empty()) << first->Log();

@@ -4,14 +4,12 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 #include <string>
 #include <vector>
 
+#include "tests/testing/files.h"
 #include "tests/testing/small_disk.h"
 
 namespace selene {
@@ -23,17 +21,8 @@ using ::testing::UnorderedElementsAre;
 
 class DurableFileTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           ("selene_durable_file_" + std::to_string(::getpid()) + "_" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override {
-    disk_.reset();
-    fs::remove_all(dir_);
-  }
+  void SetUp() override { dir_ = temp_.path(); }
+  void TearDown() override { disk_.reset(); }
 
   // A tmpfs of `bytes` at dir_/disk, or a skip saying why there is none.
   bool MountSmallDisk(int64_t bytes) {
@@ -47,13 +36,6 @@ class DurableFileTest : public ::testing::Test {
     return true;
   }
 
-  static std::string Read(const fs::path& path) {
-    std::ifstream in(path, std::ios::binary);
-    std::stringstream text;
-    text << in.rdbuf();
-    return text.str();
-  }
-
   static std::vector<std::string> Names(const fs::path& folder) {
     std::vector<std::string> names;
     for (const auto& entry : fs::directory_iterator(folder)) {
@@ -62,6 +44,7 @@ class DurableFileTest : public ::testing::Test {
     return names;
   }
 
+  testing::TempDir temp_{"selene-durable-file-test"};
   fs::path dir_;
   std::unique_ptr<testing::SmallDisk> disk_;
   std::string reason_;
@@ -70,9 +53,9 @@ class DurableFileTest : public ::testing::Test {
 TEST_F(DurableFileTest, WritesAndReplacesAWholeFile) {
   const std::string path = (dir_ / "report.md").string();
   ASSERT_TRUE(WriteFileDurably(path, "first version").ok());
-  EXPECT_EQ(Read(path), "first version");
+  EXPECT_EQ(testing::ReadFile(path), "first version");
   ASSERT_TRUE(WriteFileDurably(path, "v2").ok());
-  EXPECT_EQ(Read(path), "v2");
+  EXPECT_EQ(testing::ReadFile(path), "v2");
   EXPECT_THAT(Names(dir_), UnorderedElementsAre("report.md"));
 }
 
@@ -106,13 +89,13 @@ TEST_F(DurableFileTest, AFullDiskNamesTheFileKeepsTheOldOneAndRemovesTheTemporar
   const Status status = WriteFileDurably(path, big);
   EXPECT_EQ(status.code(), StatusCode::kResourceExhausted) << status;
   EXPECT_EQ(status.message(), "disk full writing " + path);
-  EXPECT_EQ(Read(path), "epoch 1");
+  EXPECT_EQ(testing::ReadFile(path), "epoch 1");
   EXPECT_THAT(Names(disk_->dir()), UnorderedElementsAre("last.pt", "filler"));
 
   // Once there is room again, the same write succeeds.
   disk_->Free();
   EXPECT_TRUE(WriteFileDurably(path, big).ok());
-  EXPECT_EQ(Read(path).size(), big.size());
+  EXPECT_EQ(testing::ReadFile(path).size(), big.size());
 }
 
 TEST_F(DurableFileTest, ErrnoBecomesAStatusNamingTheCause) {

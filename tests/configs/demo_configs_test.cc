@@ -9,6 +9,8 @@
 #include "server/jobs/training_data.h"
 #include "server/jobs/training_plan.h"
 #include "server/train/threads.h"
+#include "spec/json_io.h"
+#include "spec/network_builder.h"
 
 namespace selene::jobs {
 namespace {
@@ -24,14 +26,17 @@ class DemoConfigsTest : public ::testing::TestWithParam<DemoGoal> {};
 TEST_P(DemoConfigsTest, ReachesItsGoal) {
   const DemoGoal& demo = GetParam();
   train::ConfigureTorchThreads();
-  StatusOr<v1::JobSpec> spec = LoadJobSpecFile(std::string(SELENE_CONFIGS_DIR) + "/" + demo.config);
+  StatusOr<v1::JobSpec> spec =
+      spec::LoadJobSpecFile(std::string(SELENE_CONFIGS_DIR) + "/" + demo.config);
   ASSERT_TRUE(spec.ok()) << spec.status();
-  StatusOr<TrainingPlan> plan = PlanTraining(*spec);
+  StatusOr<spec::ResolvedJobSpec> resolved = spec::ResolvedJobSpec::Resolve(*spec);
+  ASSERT_TRUE(resolved.ok()) << resolved.status();
+  StatusOr<TrainingPlan> plan = PlanTraining(*resolved);
   ASSERT_TRUE(plan.ok()) << plan.status();
   ASSERT_EQ(plan->trainer.monitor, demo.metric);
-  StatusOr<models::Network> network = BuildPlannedNetwork(*plan);
+  StatusOr<models::Network> network = spec::BuildNetwork(plan->spec);
   ASSERT_TRUE(network.ok()) << network.status();
-  StatusOr<TrainingData> data = LoadTrainingData(plan->data, "");
+  StatusOr<TrainingData> data = LoadTrainingData(plan->spec.data(), "");
   ASSERT_TRUE(data.ok()) << data.status();
 
   const auto start = std::chrono::steady_clock::now();

@@ -51,7 +51,9 @@ TEST(PixelShuffleUpsamplingTest, MatchesTheTransposedConvolutionAndItsGradients)
         << "largest difference " << (output - reference).abs().max().item<float>();
     EXPECT_TRUE(torch::allclose(x.grad(), x_reference.grad(), 1e-5, 1e-5));
     EXPECT_TRUE(torch::allclose(transposed->weight.grad(), weight_grad, 1e-4, 1e-5));
-    if (c.bias) EXPECT_TRUE(torch::allclose(transposed->bias.grad(), bias_grad, 1e-4, 1e-5));
+    if (c.bias) {
+      EXPECT_TRUE(torch::allclose(transposed->bias.grad(), bias_grad, 1e-4, 1e-5));
+    }
   }
 }
 

@@ -20,12 +20,13 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
-#include "server/jobs/job_spec.h"
 #include "server/jobs/job_store.h"
 #include "server/jobs/scheduler.h"
+#include "spec/json_io.h"
 #include "tests/server/api/api_test_util.h"
 #include "tests/server/serving/serving_test_models.h"
 #include "tests/testing/child_process.h"
+#include "tests/testing/files.h"
 #include "tests/testing/loopback.h"
 
 #ifndef SELENE_SERVER_BINARY
@@ -58,7 +59,7 @@ class ServerProcess : public selene::testing::ChildProcess {
 
 // Epochs of about half a second on one core, so the job is caught mid-training.
 v1::JobSpec LongSpec(const std::string& name, int64_t epochs) {
-  StatusOr<v1::JobSpec> spec = jobs::ParseJobSpecJson(R"json({
+  StatusOr<v1::JobSpec> spec = spec::ParseJobSpecJson(R"json({
     "task": "binary_segmentation",
     "model": {"unet": {"base_width": 8}},
     "data": {"kind": "synthetic_moon", "num_samples": 160, "image_size": 64},
@@ -73,7 +74,7 @@ v1::JobSpec LongSpec(const std::string& name, int64_t epochs) {
 class ServerProcessTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = api::testing::FreshTestDir("server_process");
+    dir_ = testing::MakeTempDir("selene-server-process");
     state_dir_ = (fs::path(dir_) / "state").string();
     fs::create_directories(fs::path(dir_) / "data");
   }
@@ -299,7 +300,7 @@ TEST_F(ServerProcessTest, SigtermExitsEvenWhenAJobCannotStopInTime) {
   const std::string address = server.WaitForAddress();
   ASSERT_FALSE(address.empty()) << server.Log();
   TestClient client(address);
-  StatusOr<v1::JobSpec> spec = jobs::ParseJobSpecJson(R"json({
+  StatusOr<v1::JobSpec> spec = spec::ParseJobSpecJson(R"json({
     "task": "binary_segmentation",
     "model": {"unet": {"base_width": 4}},
     "data": {"kind": "synthetic_moon", "num_samples": 8, "image_size": 1024},

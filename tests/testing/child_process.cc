@@ -6,11 +6,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <fstream>
-#include <sstream>
 #include <utility>
 
 #include "absl/time/clock.h"
+#include "tests/testing/files.h"
 
 namespace selene::testing {
 
@@ -59,7 +58,7 @@ std::optional<int> ChildProcess::Wait(absl::Duration timeout) {
   return exit_status_;
 }
 
-std::string ChildProcess::Log() const { return ReadWholeFile(log_path_); }
+std::string ChildProcess::Log() const { return ReadFile(log_path_); }
 
 std::string ChildProcess::WaitForLog(const std::string& prefix, const std::string& end,
                                      absl::Duration timeout) {
@@ -77,13 +76,6 @@ std::string ChildProcess::WaitForLog(const std::string& prefix, const std::strin
 
 std::string WaitForServerAddress(ChildProcess& server, absl::Duration timeout) {
   return server.WaitForLog("selene-server listening on ", " (state ", timeout);
-}
-
-std::string ReadWholeFile(const std::string& path) {
-  std::ifstream file(path, std::ios::binary);
-  std::ostringstream contents;
-  contents << file.rdbuf();
-  return contents.str();
 }
 
 }  // namespace selene::testing

@@ -43,6 +43,4 @@ class ChildProcess {
 // line; "" when the line does not come within `timeout`.
 std::string WaitForServerAddress(ChildProcess& server, absl::Duration timeout = absl::Seconds(30));
 
-std::string ReadWholeFile(const std::string& path);
-
 }  // namespace selene::testing

@@ -13,10 +13,12 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "tests/testing/files.h"
 
 namespace {
 
 namespace fs = std::filesystem;
+using ::selene::testing::ReadFile;
 using ::testing::HasSubstr;
 
 struct Outcome {
@@ -37,19 +39,6 @@ Outcome RunSeleneTrain(const std::string& args) {
   const int status = pclose(pipe);
   outcome.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   return outcome;
-}
-
-std::string ReadFile(const fs::path& path) {
-  std::ifstream file(path);
-  std::stringstream contents;
-  contents << file.rdbuf();
-  return contents.str();
-}
-
-fs::path FreshDir(const std::string& name) {
-  const fs::path dir = fs::path(testing::TempDir()) / absl::StrCat("selene_train_", name);
-  fs::remove_all(dir);
-  return dir;
 }
 
 TEST(SeleneTrainTest, DescribePrintsTheModelTable) {
@@ -100,7 +89,7 @@ TEST(SeleneTrainTest, UsageErrorsExit2) {
 // Passes once the engine (models/, server/train/) is in: trains 2 epochs on a handful of
 // synthetic images and checks every artifact.
 TEST(SeleneTrainTest, TinyRunWritesAllArtifacts) {
-  const fs::path out = FreshDir("tiny_run");
+  const fs::path out = fs::path(selene::testing::MakeTempDir("selene-train-tiny-run"));
   const Outcome run = RunSeleneTrain(absl::StrCat(
       "--spec configs/demo_moon_unet.json --out '", out.string(), "' --threads 2",
       " --set data.num_samples=16 --set data.image_size=32 --set model.unet.base_width=4",
@@ -151,7 +140,7 @@ TEST(SeleneTrainTest, InspectSummarisesTheTinyImageNetSample) {
 
 // A folder of broken files: --inspect refuses it, naming the folder and the bad files.
 TEST(SeleneTrainTest, InspectNamesUnusableFiles) {
-  const fs::path root = FreshDir("inspect_root");
+  const fs::path root = fs::path(selene::testing::MakeTempDir("selene-train-inspect-root"));
   const fs::path moon = root / "moon";
   fs::create_directories(moon / "images" / "render");
   fs::create_directories(moon / "images" / "ground");
@@ -164,7 +153,7 @@ TEST(SeleneTrainTest, InspectNamesUnusableFiles) {
 }
 
 TEST(SeleneTrainTest, DataPathOutsideTheRootExits2) {
-  const fs::path root = FreshDir("escape_root");
+  const fs::path root = fs::path(selene::testing::MakeTempDir("selene-train-escape-root"));
   fs::create_directories(root);
   const Outcome run =
       RunSeleneTrain(absl::StrCat("--spec configs/unet_moon.json --inspect --data_root '",
@@ -176,7 +165,8 @@ TEST(SeleneTrainTest, DataPathOutsideTheRootExits2) {
 TEST(SeleneTrainTest, CompareTabulatesFinishedRuns) {
   std::vector<fs::path> runs;
   for (int width : {4, 8}) {
-    const fs::path out = FreshDir(absl::StrCat("compare_", width));
+    const fs::path out =
+        fs::path(selene::testing::MakeTempDir(absl::StrCat("selene-train-compare-", width)));
     const Outcome run = RunSeleneTrain(absl::StrCat(
         "--spec configs/demo_moon_unet.json --out '", out.string(), "' --threads 2",
         " --set data.num_samples=16 --set data.image_size=32 --set model.unet.base_width=", width,

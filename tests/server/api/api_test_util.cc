@@ -19,7 +19,6 @@
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 #include "google/protobuf/wire_format_lite.h"
-#include "server/jobs/job_spec.h"
 
 namespace selene::api::testing {
 namespace {
@@ -74,19 +73,6 @@ int ServingStatusOf(const std::string& bytes) {
 
 }  // namespace
 
-std::string FreshTestDir(const std::string& prefix) {
-  const ::testing::TestInfo* info = ::testing::UnitTest::GetInstance()->current_test_info();
-  std::string name = info != nullptr ? absl::StrCat(info->test_suite_name(), "_", info->name())
-                                     : std::string("suite");
-  for (char& c : name) {
-    if (c == '/') c = '_';
-  }
-  const fs::path dir = fs::temp_directory_path() / absl::StrCat(prefix, "_", ::getpid(), "_", name);
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir.string();
-}
-
 SeleneServerOptions TestServerOptions(const std::string& dir) {
   SeleneServerOptions options;
   options.listen = "127.0.0.1:0";
@@ -108,13 +94,6 @@ bool IsTerminal(v1::JobState state) {
 
 std::string StateName(v1::JobState state) {
   return std::string(absl::StripPrefix(v1::JobState_Name(state), "JOB_STATE_"));
-}
-
-std::string ReadFileBytes(const std::string& path) {
-  std::ifstream file(path, std::ios::binary);
-  std::stringstream bytes;
-  bytes << file.rdbuf();
-  return bytes.str();
 }
 
 TestClient::TestClient(const std::string& address, std::string token)

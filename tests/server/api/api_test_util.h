@@ -15,22 +15,22 @@
 #include "selene/v1/job_spec.pb.h"
 #include "selene/v1/training_service.grpc.pb.h"
 #include "server/api/selene_server.h"
-#include "tests/server/jobs/tiny_job_specs.h"
+#include "tests/testing/files.h"
+#include "tests/testing/tiny_job_specs.h"
 
 namespace selene::api::testing {
-
-// A fresh, empty folder for the running test: <tmp>/<prefix>_<pid>_<test name>.
-std::string FreshTestDir(const std::string& prefix);
 
 // Options for an in-process server under `dir` (state in dir/state, data root dir/data, created):
 // 127.0.0.1 on a free port, one CPU slot, one training thread, progress every 50 ms, quick
 // scheduler polling and a short shutdown grace.
 SeleneServerOptions TestServerOptions(const std::string& dir);
 
+using ::selene::testing::MakeTempDir;  // tests/testing/files.h
+
 // Tiny specs that train in about a second on one core.
-using jobs::testing::ClassifierSpec;  // tests/server/jobs/tiny_job_specs.h
-using jobs::testing::EncoderUNetSpec;
-using jobs::testing::MoonSpec;
+using ::selene::testing::ClassifierSpec;  // tests/testing/tiny_job_specs.h
+using ::selene::testing::EncoderUNetSpec;
+using ::selene::testing::MoonSpec;
 
 bool IsTerminal(v1::JobState state);
 std::string StateName(v1::JobState state);
@@ -119,6 +119,6 @@ class RawCall {
   std::unique_ptr<grpc::ClientReaderWriter<grpc::ByteBuffer, grpc::ByteBuffer>> stream_;
 };
 
-std::string ReadFileBytes(const std::string& path);
+using ::selene::testing::ReadFile;  // tests/testing/files.h
 
 }  // namespace selene::api::testing

@@ -9,9 +9,11 @@
 #include <filesystem>
 #include <fstream>
 
-#include "server/api/sha256.h"
+#include "common/run_folder.h"
+#include "common/sha256.h"
 #include "server/jobs/job_runner.h"
 #include "tests/server/api/api_test_util.h"
+#include "tests/testing/files.h"
 
 namespace selene::api {
 namespace {
@@ -27,8 +29,8 @@ void Write(const fs::path& path, const std::string& bytes) {
 class ArtifactIndexTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = testing::FreshTestDir("artifact_index");
-    folder_ = jobs::JobFolder(dir_, "job-1");
+    dir_ = testing::MakeTempDir("selene-artifact-index");
+    folder_ = RunFolder::OfJob(dir_, "job-1").path();
     fs::create_directories(folder_ / "plots");
   }
   void TearDown() override { fs::remove_all(dir_); }

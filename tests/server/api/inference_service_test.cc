@@ -18,6 +18,7 @@
 #include "server/api/selene_server.h"
 #include "tests/server/api/api_test_util.h"
 #include "tests/server/serving/serving_test_models.h"
+#include "tests/testing/files.h"
 
 namespace selene::api {
 namespace {
@@ -31,7 +32,7 @@ using testing::TestClient;
 class InferenceServiceTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = testing::FreshTestDir("inference_service");
+    dir_ = testing::MakeTempDir("selene-inference-service");
     options_ = testing::TestServerOptions(dir_);
   }
   void TearDown() override {

@@ -10,6 +10,7 @@
 #include <filesystem>
 
 #include "tests/server/api/api_test_util.h"
+#include "tests/testing/files.h"
 
 namespace selene::api {
 namespace {
@@ -20,7 +21,7 @@ using ::testing::UnorderedElementsAre;
 class JobModelCatalogTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = testing::FreshTestDir("job_model_catalog");
+    dir_ = testing::MakeTempDir("selene-job-model-catalog");
     StatusOr<std::unique_ptr<jobs::JobStore>> store =
         jobs::JobStore::Open((fs::path(dir_) / "selene.db").string());
     ASSERT_TRUE(store.ok()) << store.status();
@@ -32,7 +33,8 @@ class JobModelCatalogTest : public ::testing::Test {
   }
 
   std::string Succeeded(const std::string& name) {
-    const std::string id = store_->Submit(testing::MoonSpec(name, 2), "")->job.id();
+    const std::string id =
+        store_->Submit(::selene::testing::MustResolve(testing::MoonSpec(name, 2)), "")->job.id();
     EXPECT_TRUE(store_->Start(id, "cpu").ok());
     v1::EpochEnd epoch;
     epoch.set_epoch(1);
@@ -55,7 +57,8 @@ TEST_F(JobModelCatalogTest, UnknownAndUnfinishedJobsAreRefused) {
   EXPECT_EQ(unknown.code(), absl::StatusCode::kNotFound);
   EXPECT_EQ(unknown.message(), "job job-9 not found");
 
-  const std::string queued = store_->Submit(testing::MoonSpec("q", 2), "")->job.id();
+  const std::string queued =
+      store_->Submit(::selene::testing::MustResolve(testing::MoonSpec("q", 2)), "")->job.id();
   Status status = catalog.Find(queued).status();
   EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(status.message(), queued + " is QUEUED; its model is servable once it succeeds");
@@ -67,7 +70,7 @@ TEST_F(JobModelCatalogTest, UnknownAndUnfinishedJobsAreRefused) {
 TEST_F(JobModelCatalogTest, SucceededJobsAreServableRecords) {
   const std::string first = Succeeded("first");
   const std::string second = Succeeded("second");
-  store_->Submit(testing::MoonSpec("waiting", 2), "").IgnoreError();
+  store_->Submit(::selene::testing::MustResolve(testing::MoonSpec("waiting", 2)), "").IgnoreError();
   JobModelCatalog catalog(store_.get(), dir_);
   StatusOr<serving::ServableModelRecord> record = catalog.Find(first);
   ASSERT_TRUE(record.ok()) << record.status();

@@ -21,6 +21,7 @@
 #include "tests/server/api/api_test_util.h"
 #include "tests/server/serving/serving_test_models.h"
 #include "tests/testing/child_process.h"
+#include "tests/testing/files.h"
 #include "tests/testing/loopback.h"
 
 namespace selene::api {
@@ -80,7 +81,7 @@ double QueryValue(int prometheus_port, const std::string& query) {
 class MetricsEndpointTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = testing::FreshTestDir("metrics_endpoint");
+    dir_ = testing::MakeTempDir("selene-metrics-endpoint");
     SeleneServerOptions options = testing::TestServerOptions(dir_);
     options.metrics_listen = "127.0.0.1:0";
     StatusOr<std::unique_ptr<SeleneServer>> server = SeleneServer::Start(options);
@@ -177,8 +178,8 @@ TEST_F(MetricsEndpointTest, ScrapeHasTheValuesTheWorkImpliesAndPassesPromtool) {
   const std::string report = (fs::path(dir_) / "promtool.txt").string();
   const int status = std::system(
       absl::StrCat(kPromtool, " check metrics < ", file, " > ", report, " 2>&1").c_str());
-  EXPECT_EQ(status, 0) << testing::ReadFileBytes(report);
-  EXPECT_EQ(testing::ReadFileBytes(report), "") << "promtool found problems (lint)";
+  EXPECT_EQ(status, 0) << testing::ReadFile(report);
+  EXPECT_EQ(testing::ReadFile(report), "") << "promtool found problems (lint)";
 }
 
 TEST_F(MetricsEndpointTest, ARealPrometheusScrapesItAndAnswersQueries) {

@@ -12,6 +12,7 @@
 
 #include "server/api/selene_server.h"
 #include "tests/server/api/api_test_util.h"
+#include "tests/testing/files.h"
 
 namespace selene::api {
 namespace {
@@ -21,7 +22,7 @@ using testing::TestClient;
 
 class ReproducibilityTest : public ::testing::Test {
  protected:
-  void SetUp() override { dir_ = testing::FreshTestDir("reproducibility"); }
+  void SetUp() override { dir_ = testing::MakeTempDir("selene-reproducibility"); }
   void TearDown() override {
     servers_.clear();
     fs::remove_all(dir_);

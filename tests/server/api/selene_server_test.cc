@@ -24,11 +24,13 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
-#include "server/api/sha256.h"
+#include "common/run_folder.h"
+#include "common/sha256.h"
 #include "server/jobs/job_runner.h"
-#include "server/jobs/job_spec.h"
+#include "spec/json_io.h"
 #include "tests/server/api/api_test_util.h"
 #include "tests/server/serving/serving_test_models.h"
+#include "tests/testing/files.h"
 
 namespace selene::api {
 namespace {
@@ -42,7 +44,7 @@ using testing::TestClient;
 
 class SeleneServerTest : public ::testing::Test {
  protected:
-  void SetUp() override { dir_ = testing::FreshTestDir("selene_server"); }
+  void SetUp() override { dir_ = testing::MakeTempDir("selene-selene-server"); }
   void TearDown() override {
     servers_.clear();
     fs::remove_all(dir_);
@@ -61,7 +63,7 @@ class SeleneServerTest : public ::testing::Test {
 };
 
 std::string Folder(const SeleneServer& server, const std::string& job_id) {
-  return jobs::JobFolder(server.options().state_dir, job_id);
+  return RunFolder::OfJob(server.options().state_dir, job_id).path();
 }
 
 // Events numbered 1, 2, 3, ... from `first`, without gaps.
@@ -126,8 +128,7 @@ TEST_F(SeleneServerTest, TrainsAClassifierThenAnEncoderUNetOverItAndServesBoth) 
   EXPECT_EQ(second.depends_on(), classifier);
   EXPECT_EQ(second.last_event_sequence(), events.back().sequence());
   // It ran on the classifier's best checkpoint, frozen.
-  StatusOr<v1::JobSpec> ran =
-      jobs::LoadJobSpecFile((fs::path(Folder(*server, segmenter)) / jobs::kSpecFile).string());
+  StatusOr<v1::JobSpec> ran = spec::LoadJobSpecFile(RunFolder(Folder(*server, segmenter)).spec());
   ASSERT_TRUE(ran.ok()) << ran.status();
   EXPECT_EQ(ran->model().encoder_unet().encoder_checkpoint(),
             (fs::path(Folder(*server, classifier)) / "best.pt").string());
@@ -146,7 +147,7 @@ TEST_F(SeleneServerTest, TrainsAClassifierThenAnEncoderUNetOverItAndServesBoth) 
   for (const v1::Artifact& artifact : artifacts.artifacts()) {
     names.push_back(artifact.name());
     const std::string bytes =
-        testing::ReadFileBytes((fs::path(Folder(*server, segmenter)) / artifact.name()).string());
+        testing::ReadFile((fs::path(Folder(*server, segmenter)) / artifact.name()).string());
     EXPECT_EQ(artifact.size_bytes(), static_cast<int64_t>(bytes.size())) << artifact.name();
     EXPECT_EQ(artifact.sha256(), Sha256Hex(bytes)) << artifact.name();
   }
@@ -156,7 +157,7 @@ TEST_F(SeleneServerTest, TrainsAClassifierThenAnEncoderUNetOverItAndServesBoth) 
 
   // best.pt downloaded whole, then resumed from the middle.
   const std::string best =
-      testing::ReadFileBytes((fs::path(Folder(*server, segmenter)) / "best.pt").string());
+      testing::ReadFile((fs::path(Folder(*server, segmenter)) / "best.pt").string());
   std::vector<v1::ArtifactChunk> chunks;
   ASSERT_TRUE(client.Download(segmenter, "best.pt", 0, &chunks).ok());
   ASSERT_FALSE(chunks.empty());
@@ -192,8 +193,9 @@ TEST_F(SeleneServerTest, TrainsAClassifierThenAnEncoderUNetOverItAndServesBoth) 
   const cv::Mat mask = serving::testing::DecodeGreyPng(by_alias.mask_png());
   EXPECT_EQ(mask.cols, 45);
   EXPECT_EQ(mask.rows, 29);
-  EXPECT_GE(by_alias.foreground_fraction(), 0.0);
-  EXPECT_LE(by_alias.foreground_fraction(), 1.0);
+  // The share of the mask's pixels that are foreground (non-zero).
+  EXPECT_DOUBLE_EQ(by_alias.foreground_fraction(),
+                   cv::countNonZero(mask) / static_cast<double>(mask.total()));
   segment.set_model(segmenter);
   v1::SegmentResponse by_id;
   ASSERT_TRUE(client.Segment(segment, &by_id).ok());
@@ -326,7 +328,7 @@ TEST_F(SeleneServerTest, ServesOverTlsWithTheGivenCertificate) {
   ASSERT_NE(server, nullptr);
 
   grpc::SslCredentialsOptions ssl;
-  ssl.pem_root_certs = testing::ReadFileBytes(cert.string());
+  ssl.pem_root_certs = testing::ReadFile(cert.string());
   grpc::ChannelArguments args;
   args.SetSslTargetNameOverride("localhost");
   TestClient secure(grpc::CreateCustomChannel(server->address(), grpc::SslCredentials(ssl), args),

@@ -14,6 +14,7 @@
 #include "server/jobs/job_runner.h"
 #include "tests/server/api/api_test_util.h"
 #include "tests/server/serving/serving_test_models.h"
+#include "tests/testing/files.h"
 #include "tests/testing/small_disk.h"
 
 namespace selene::api {
@@ -26,7 +27,7 @@ using testing::TestClient;
 class StorageFaultsTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = testing::FreshTestDir("storage_faults");
+    dir_ = testing::MakeTempDir("selene-storage-faults");
     StatusOr<std::unique_ptr<selene::testing::SmallDisk>> disk =
         selene::testing::SmallDisk::Mount((fs::path(dir_) / "disk").string(), int64_t{96} << 20);
     if (!disk.ok()) GTEST_SKIP() << disk.status().message();

@@ -10,6 +10,7 @@
 #include <fstream>
 
 #include "tests/server/api/api_test_util.h"
+#include "tests/testing/files.h"
 
 namespace selene::api {
 namespace {
@@ -26,7 +27,7 @@ std::string WriteFile(const std::string& dir, const std::string& name, const std
 Status Check(const TokenAuth& auth, const std::string& header) { return auth.CheckHeader(&header); }
 
 TEST(TokenAuthTest, LoadsTokensSkippingCommentsAndBlankLines) {
-  const std::string dir = testing::FreshTestDir("token_auth");
+  const std::string dir = testing::MakeTempDir("selene-token-auth");
   const std::string path =
       WriteFile(dir, "tokens", "# operators\n\n  alpha-token  \n#beta\nsecond\r\n\n");
   StatusOr<std::unique_ptr<TokenAuth>> auth = TokenAuth::LoadFile(path);
@@ -41,7 +42,7 @@ TEST(TokenAuthTest, LoadsTokensSkippingCommentsAndBlankLines) {
 }
 
 TEST(TokenAuthTest, EmptyOrUnreadableFileIsAnErrorNamingIt) {
-  const std::string dir = testing::FreshTestDir("token_auth");
+  const std::string dir = testing::MakeTempDir("selene-token-auth");
   const std::string empty = WriteFile(dir, "empty", "# nothing but comments\n\n");
   StatusOr<std::unique_ptr<TokenAuth>> auth = TokenAuth::LoadFile(empty);
   EXPECT_EQ(auth.status().code(), absl::StatusCode::kInvalidArgument);

@@ -20,11 +20,13 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
+#include "common/run_folder.h"
+#include "common/sha256.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "server/api/selene_server.h"
-#include "server/api/sha256.h"
 #include "server/jobs/job_runner.h"
 #include "tests/server/api/api_test_util.h"
+#include "tests/testing/files.h"
 
 namespace selene::api {
 namespace {
@@ -38,7 +40,7 @@ using testing::TestClient;
 class TrainingServiceTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = testing::FreshTestDir("training_service");
+    dir_ = testing::MakeTempDir("selene-training-service");
     options_ = testing::TestServerOptions(dir_);
   }
   void TearDown() override {
@@ -53,7 +55,7 @@ class TrainingServiceTest : public ::testing::Test {
     client_ = std::make_unique<TestClient>(server_->address());
   }
 
-  fs::path Folder(const std::string& id) { return jobs::JobFolder(options_.state_dir, id); }
+  fs::path Folder(const std::string& id) { return RunFolder::OfJob(options_.state_dir, id).path(); }
 
   // Submits a long job and waits until it runs (one CPU slot: later jobs stay queued).
   std::string StartLongJob() {

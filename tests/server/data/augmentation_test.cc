@@ -142,7 +142,9 @@ TEST(AugmentationTest, ImageAndMaskStayAlignedUnderEveryGeometry) {
         // A pixel sampled wholly inside the source is inside for the mask too; multi-class:
         // one sampled wholly outside is the ignore index.
         EXPECT_TRUE(Implies(inside > 1 - 1e-5, ~outside));
-        if (task == Task::kMultiClassSegmentation) EXPECT_TRUE(Implies(inside < 1e-6, outside));
+        if (task == Task::kMultiClassSegmentation) {
+          EXPECT_TRUE(Implies(inside < 1e-6, outside));
+        }
         const torch::Tensor from_image =
             torch::round(out.images.select(1, 0) * static_cast<double>(classes - 1))
                 .to(torch::kLong);

@@ -51,7 +51,7 @@ TEST_F(DataRootTest, RefusesDotDotNamingPathAndRoot) {
 
 TEST_F(DataRootTest, RefusesAbsolutePaths) {
   const std::string absolute = dir_ / "outside";
-  for (const std::string path : {absolute, std::string("/abs"), root_ + "/sets"}) {
+  for (const std::string& path : {absolute, std::string("/abs"), root_ + "/sets"}) {
     auto resolved = ResolveUnderRoot(root_, path);
     ASSERT_FALSE(resolved.ok()) << path;
     EXPECT_EQ(resolved.status().code(), StatusCode::kInvalidArgument);

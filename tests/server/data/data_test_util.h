@@ -1,5 +1,5 @@
-// Helpers shared by the server/data tests: a scratch folder per test, image and byte files
-// written into it, and the location of the real samples (../shared/data).
+// Helpers shared by the server/data tests: a scratch folder per test (tests/testing/files.h),
+// image and byte files written into it, and the location of the real samples (../shared/data).
 #pragma once
 
 #include <gtest/gtest.h>
@@ -11,6 +11,8 @@
 #include <fstream>
 #include <random>
 #include <string>
+
+#include "tests/testing/files.h"
 
 namespace selene::data::testing {
 
@@ -29,28 +31,9 @@ inline std::string SharedData(const std::string& sub) {
                  << " not found: set SELENE_SHARED_DATA to the shared data folder"; \
   }
 
-// A fresh folder removed (with its contents) at the end of the test.
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern =
-        (std::filesystem::temp_directory_path() / "selene-data-test-XXXXXX").string();
-    char* made = mkdtemp(pattern.data());
-    path_ = made ? std::filesystem::canonical(made).string() : "";
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    if (!path_.empty()) std::filesystem::remove_all(path_, ignored);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-
-  const std::string& path() const { return path_; }
-  std::string operator/(const std::string& sub) const { return path_ + "/" + sub; }
-
- private:
-  std::string path_;
-};
+// A fresh folder removed (with its contents) at the end of the test; whole-file reads.
+using ::selene::testing::ReadFile;
+using ::selene::testing::TempDir;
 
 inline void MakeParent(const std::string& path) {
   std::filesystem::create_directories(std::filesystem::path(path).parent_path());
@@ -60,11 +43,6 @@ inline void WriteBytes(const std::string& path, const std::string& bytes) {
   MakeParent(path);
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-}
-
-inline std::string ReadBytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
 }
 
 // Writes `image` in the format its extension names; fails the test when OpenCV cannot.

@@ -131,7 +131,7 @@ TEST_F(DecodedCacheTest, OtherOptionsDoNotShareACacheFile) {
 TEST_F(DecodedCacheTest, DamagedCacheFilesAreIgnoredThenRewritten) {
   const LoadedDataset first = Load();
   const std::string file = CacheFile();
-  const std::string good = testing::ReadBytes(file);
+  const std::string good = testing::ReadFile(file);
   ASSERT_GT(good.size(), 2000u);
 
   struct Damage {
@@ -154,7 +154,7 @@ TEST_F(DecodedCacheTest, DamagedCacheFilesAreIgnoredThenRewritten) {
     EXPECT_THAT(::testing::PrintToString(again.summary.warnings), HasSubstr(damage.reason));
     ExpectSameData(first, again);
     // The re-decoded data replaced the damaged file.
-    EXPECT_EQ(testing::ReadBytes(file), good);
+    EXPECT_EQ(testing::ReadFile(file), good);
     EXPECT_TRUE(Load().cache_hit);
   }
 }

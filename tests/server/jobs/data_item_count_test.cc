@@ -4,11 +4,12 @@
 #include "server/jobs/data_item_count.h"
 
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
 #include <string>
+
+#include "tests/testing/files.h"
 
 namespace selene::jobs {
 namespace {
@@ -17,13 +18,7 @@ namespace fs = std::filesystem;
 
 class DataItemCountTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           ("data_item_count_" + std::to_string(::getpid()) + "_" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
+  void SetUp() override { dir_ = temp_.path(); }
 
   // `count` empty files named 0.png, 1.png, ... in dir_/relative.
   void Files(const std::string& relative, int count) {
@@ -32,6 +27,7 @@ class DataItemCountTest : public ::testing::Test {
     for (int i = 0; i < count; ++i) std::ofstream(folder / (std::to_string(i) + ".png"));
   }
 
+  ::selene::testing::TempDir temp_{"selene-data-item-count-test"};
   fs::path dir_;
 };
 

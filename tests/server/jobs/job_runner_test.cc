@@ -7,22 +7,23 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <torch/torch.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <memory>
-#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "absl/time/clock.h"
-#include "server/jobs/job_spec.h"
+#include "common/run_folder.h"
 #include "server/jobs/job_store.h"
 #include "server/train/threads.h"
+#include "spec/json_io.h"
+#include "tests/server/jobs/job_test_fixture.h"
+#include "tests/testing/files.h"
+#include "tests/testing/tiny_job_specs.h"
 
 namespace selene::jobs {
 namespace {
@@ -31,48 +32,14 @@ namespace fs = std::filesystem;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
-v1::JobSpec MoonSpec(int64_t epochs = 2) {
-  StatusOr<v1::JobSpec> spec = ParseJobSpecJson(R"json({
-    "name": "tiny-moon",
-    "task": "binary_segmentation",
-    "model": {"unet": {"base_width": 4}},
-    "data": {"kind": "synthetic_moon", "num_samples": 16, "image_size": 32},
-    "training": {"epochs": 2, "batch_size": 4, "monitor": "dice"}
-  })json");
-  EXPECT_TRUE(spec.ok()) << spec.status();
-  spec->mutable_training()->set_epochs(epochs);
-  return *spec;
-}
+using ::selene::testing::MoonSpec;
+using ::selene::testing::ReadFile;
 
-std::string ReadFile(const fs::path& path) {
-  std::ifstream file(path);
-  std::stringstream text;
-  text << file.rdbuf();
-  return text.str();
-}
-
-class JobRunnerTest : public ::testing::Test {
+class JobRunnerTest : public JobTestFixture {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           ("job_runner_test_" + std::to_string(::getpid()) + "_" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-    StatusOr<std::unique_ptr<JobStore>> store = JobStore::Open((dir_ / "jobs.db").string());
-    ASSERT_TRUE(store.ok()) << store.status();
-    store_ = std::move(store).value();
-    options_.state_dir = (dir_ / "state").string();
-    options_.data_root = (dir_ / "data").string();
-    fs::create_directories(dir_ / "data");  // empty: file data sets are missing
-    options_.training_threads = 1;
-    options_.progress_interval = absl::ZeroDuration();  // every step: the tests count them
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-
   // Submits `spec` and starts it on the CPU, as the scheduler would.
   v1::Job Started(const v1::JobSpec& spec) {
-    StatusOr<SubmitResult> submitted = store_->Submit(spec, "");
+    StatusOr<SubmitResult> submitted = store_->Submit(testing::MustResolve(spec), "");
     EXPECT_TRUE(submitted.ok()) << submitted.status();
     StatusOr<v1::Job> started = store_->Start(submitted->job.id(), "cpu");
     EXPECT_TRUE(started.ok()) << started.status();
@@ -84,30 +51,27 @@ class JobRunnerTest : public ::testing::Test {
     EXPECT_TRUE(events.ok()) << events.status();
     return *events;
   }
-
-  fs::path dir_;
-  std::unique_ptr<JobStore> store_;
-  JobRunnerOptions options_;
 };
 
 TEST_F(JobRunnerTest, BinaryJobRecordsEpochsProgressAndLeavesEveryArtifact) {
-  const v1::Job job = Started(MoonSpec());
-  JobRunner runner(store_.get(), options_);
+  const v1::Job job = Started(MoonSpec("tiny-moon", 2));
+  JobRunner runner(store_.get(), runner_options_);
   StopRequest stop;
   const RunOutcome outcome = runner.Run(job, "cpu", stop);
   ASSERT_EQ(outcome.kind, RunOutcome::Kind::kSucceeded) << outcome.reason;
 
-  const fs::path folder = JobFolder(options_.state_dir, job.id());
-  EXPECT_EQ(folder, fs::path(options_.state_dir) / "jobs" / job.id());
+  const fs::path folder = RunFolder::OfJob(runner_options_.state_dir, job.id()).path();
+  EXPECT_EQ(folder, fs::path(runner_options_.state_dir) / "jobs" / job.id());
   for (const char* name :
        {"best.pt", "last.pt", "history.csv", "metrics.json", "report.md", "curves.png",
         "samples.png", "run_summary.json", "class_names.txt", "spec.json", "data_summary.json"}) {
     EXPECT_TRUE(fs::is_regular_file(folder / name)) << name;
     EXPECT_GT(fs::file_size(folder / name), 0u) << name;
   }
-  EXPECT_EQ(ReadFile(folder / kClassNamesFile), "rock\n");
+  EXPECT_EQ(ReadFile(RunFolder(folder.string()).class_names()), "rock\n");
   // spec.json is the spec as run: on the given device, with the runner's thread count.
-  StatusOr<v1::JobSpec> written = ParseJobSpecJson(ReadFile(folder / kSpecFile));
+  StatusOr<v1::JobSpec> written =
+      spec::ParseJobSpecJson(ReadFile(RunFolder(folder.string()).spec()));
   ASSERT_TRUE(written.ok()) << written.status();
   EXPECT_EQ(written->training().device(), "cpu");
   EXPECT_EQ(written->training().threads(), 1);
@@ -128,7 +92,9 @@ TEST_F(JobRunnerTest, BinaryJobRecordsEpochsProgressAndLeavesEveryArtifact) {
       EXPECT_DOUBLE_EQ(e.monitor_value(), e.metrics().at("dice"));
       EXPECT_GT(e.seconds(), 0.0);
       EXPECT_GT(e.images_per_second(), 0.0);
-      if (e.epoch() == 1) EXPECT_TRUE(e.is_best());  // the first finite value is always best
+      if (e.epoch() == 1) {
+        EXPECT_TRUE(e.is_best());  // the first finite value is always best
+      }
     }
     if (event.has_step_progress()) steps.push_back(event.step_progress());
   }
@@ -161,11 +127,11 @@ TEST_F(JobRunnerTest, BinaryJobRecordsEpochsProgressAndLeavesEveryArtifact) {
 // finished, so a crash at any moment leaves them; the store records an epoch only after that.
 // Then a cancel in the second epoch ends the job with those files in place.
 TEST_F(JobRunnerTest, HistoryAndReportAreUpToDateAfterEveryEpochAndACancelKeepsThem) {
-  const v1::Job job = Started(MoonSpec(3));
-  const fs::path folder = JobFolder(options_.state_dir, job.id());
+  const v1::Job job = Started(MoonSpec("tiny-moon", 3));
+  const fs::path folder = RunFolder::OfJob(runner_options_.state_dir, job.id()).path();
   StopRequest stop;
   std::string seen_in_epoch_two;
-  options_.on_training_step = [&](const TrainingStepReport&) {
+  runner_options_.on_training_step = [&](const TrainingStepReport&) {
     StatusOr<v1::Job> now = store_->Get(job.id());
     if (!now.ok() || now->current_epoch() != 1 || !seen_in_epoch_two.empty()) return;
     seen_in_epoch_two = ReadFile(folder / "history.csv");
@@ -174,7 +140,7 @@ TEST_F(JobRunnerTest, HistoryAndReportAreUpToDateAfterEveryEpochAndACancelKeepsT
     EXPECT_TRUE(fs::is_regular_file(folder / "last.pt"));
     stop.Cancel();
   };
-  JobRunner runner(store_.get(), options_);
+  JobRunner runner(store_.get(), runner_options_);
   const RunOutcome outcome = runner.Run(job, "cpu", stop);
   EXPECT_EQ(outcome.kind, RunOutcome::Kind::kCancelled) << outcome.reason;
   // A header and the first epoch's row, while the second epoch was training.
@@ -187,13 +153,13 @@ TEST_F(JobRunnerTest, HistoryAndReportAreUpToDateAfterEveryEpochAndACancelKeepsT
 }
 
 TEST_F(JobRunnerTest, ProgressIsThrottledButEveryStepReachesTheStepHook) {
-  options_.progress_interval = absl::Hours(1);
+  runner_options_.progress_interval = absl::Hours(1);
   std::vector<TrainingStepReport> reports;  // the hook runs on the calling thread
-  options_.on_training_step = [&reports](const TrainingStepReport& step) {
+  runner_options_.on_training_step = [&reports](const TrainingStepReport& step) {
     reports.push_back(step);
   };
-  const v1::Job job = Started(MoonSpec());
-  JobRunner runner(store_.get(), options_);
+  const v1::Job job = Started(MoonSpec("tiny-moon", 2));
+  JobRunner runner(store_.get(), runner_options_);
   StopRequest stop;
   ASSERT_EQ(runner.Run(job, "cpu", stop).kind, RunOutcome::Kind::kSucceeded);
   int progress = 0;
@@ -220,9 +186,9 @@ TEST_F(JobRunnerTest, ProgressIsThrottledButEveryStepReachesTheStepHook) {
 
 TEST_F(JobRunnerTest, TrainsWithItsOwnThreadCountWithoutChangingOtherThreads) {
   train::ConfigureTorchThreads(2);
-  options_.training_threads = 1;
-  const v1::Job job = Started(MoonSpec(1));
-  JobRunner runner(store_.get(), options_);
+  runner_options_.training_threads = 1;
+  const v1::Job job = Started(MoonSpec("tiny-moon", 1));
+  JobRunner runner(store_.get(), runner_options_);
   StopRequest stop;
   RunOutcome outcome;
   int worker_threads = 0;
@@ -236,11 +202,12 @@ TEST_F(JobRunnerTest, TrainsWithItsOwnThreadCountWithoutChangingOtherThreads) {
   EXPECT_EQ(at::get_num_threads(), 2);
 }
 
+// The store only takes resolved specs, but a job stored by an older server (whose checks were
+// looser) can hold one that no longer validates: the runner fails it naming the field.
 TEST_F(JobRunnerTest, InvalidSpecFailsNamingTheField) {
-  v1::JobSpec spec = MoonSpec();
-  spec.mutable_training()->set_batch_size(0);
-  const v1::Job job = Started(spec);
-  JobRunner runner(store_.get(), options_);
+  v1::Job job = Started(MoonSpec("tiny-moon", 2));
+  job.mutable_spec()->mutable_training()->set_batch_size(0);
+  JobRunner runner(store_.get(), runner_options_);
   StopRequest stop;
   const RunOutcome outcome = runner.Run(job, "cpu", stop);
   EXPECT_EQ(outcome.kind, RunOutcome::Kind::kFailed);
@@ -248,12 +215,12 @@ TEST_F(JobRunnerTest, InvalidSpecFailsNamingTheField) {
 }
 
 TEST_F(JobRunnerTest, MissingDataFailsNamingIt) {
-  v1::JobSpec spec = MoonSpec();
+  v1::JobSpec spec = MoonSpec("tiny-moon", 2);
   spec.mutable_data()->set_kind(v1::DATA_KIND_MOON);
   spec.mutable_data()->set_path("no-such-moon");
   spec.mutable_data()->clear_num_samples();
   const v1::Job job = Started(spec);
-  JobRunner runner(store_.get(), options_);
+  JobRunner runner(store_.get(), runner_options_);
   StopRequest stop;
   const RunOutcome outcome = runner.Run(job, "cpu", stop);
   EXPECT_EQ(outcome.kind, RunOutcome::Kind::kFailed);
@@ -261,9 +228,10 @@ TEST_F(JobRunnerTest, MissingDataFailsNamingIt) {
 }
 
 TEST_F(JobRunnerTest, EncoderJobWithoutCheckpointFailsNamingTheFile) {
-  StatusOr<SubmitResult> classifier = store_->Submit(MoonSpec(), "");  // never runs
+  StatusOr<SubmitResult> classifier =
+      store_->Submit(testing::MustResolve(MoonSpec("tiny-moon", 2)), "");  // never runs
   ASSERT_TRUE(classifier.ok());
-  StatusOr<v1::JobSpec> spec = ParseJobSpecJson(R"json({
+  StatusOr<v1::JobSpec> spec = spec::ParseJobSpecJson(R"json({
     "task": "binary_segmentation",
     "model": {"encoder_unet": {"encoder": {"stem_width": 8, "stage_widths": [8, 8, 8, 8],
               "stage_blocks": [1, 1, 1, 1]}, "decoder_base_width": 4, "encoder_mode": "frozen",
@@ -273,25 +241,27 @@ TEST_F(JobRunnerTest, EncoderJobWithoutCheckpointFailsNamingTheFile) {
   })json");
   ASSERT_TRUE(spec.ok()) << spec.status();
   const v1::Job job = Started(*spec);
-  JobRunner runner(store_.get(), options_);
+  JobRunner runner(store_.get(), runner_options_);
   StopRequest stop;
   const RunOutcome outcome = runner.Run(job, "cpu", stop);
   EXPECT_EQ(outcome.kind, RunOutcome::Kind::kFailed);
   EXPECT_THAT(outcome.reason, HasSubstr("model.encoder_unet.encoder_job_id"));
-  EXPECT_THAT(outcome.reason,
-              HasSubstr((fs::path(JobFolder(options_.state_dir, "job-1")) / "best.pt").string()));
+  EXPECT_THAT(
+      outcome.reason,
+      HasSubstr((fs::path(RunFolder::OfJob(runner_options_.state_dir, "job-1").path()) / "best.pt")
+                    .string()));
 }
 
 TEST_F(JobRunnerTest, StopBeforeTrainingIsCancelledOrInterruptedByItsMeaning) {
-  JobRunner runner(store_.get(), options_);
+  JobRunner runner(store_.get(), runner_options_);
   {
-    const v1::Job job = Started(MoonSpec());
+    const v1::Job job = Started(MoonSpec("tiny-moon", 2));
     StopRequest stop;
     stop.Interrupt();
     EXPECT_EQ(runner.Run(job, "cpu", stop).kind, RunOutcome::Kind::kInterrupted);
   }
   {
-    const v1::Job job = Started(MoonSpec());
+    const v1::Job job = Started(MoonSpec("tiny-moon", 2));
     StopRequest stop;
     stop.Interrupt();
     stop.Cancel();  // a cancel wins over a shutdown
@@ -303,8 +273,8 @@ TEST_F(JobRunnerTest, StopBeforeTrainingIsCancelledOrInterruptedByItsMeaning) {
 }
 
 TEST_F(JobRunnerTest, CancelMidRunKeepsLastCheckpointAndStopsWithinAStep) {
-  const v1::Job job = Started(MoonSpec(200));
-  JobRunner runner(store_.get(), options_);
+  const v1::Job job = Started(MoonSpec("tiny-moon", 200));
+  JobRunner runner(store_.get(), runner_options_);
   StopRequest stop;
   RunOutcome outcome;
   std::thread worker([&] { outcome = runner.Run(job, "cpu", stop); });
@@ -321,7 +291,7 @@ TEST_F(JobRunnerTest, CancelMidRunKeepsLastCheckpointAndStopsWithinAStep) {
   worker.join();
   ASSERT_TRUE(at_cancel.ok());
   EXPECT_EQ(outcome.kind, RunOutcome::Kind::kCancelled) << outcome.reason;
-  const fs::path folder = JobFolder(options_.state_dir, job.id());
+  const fs::path folder = RunFolder::OfJob(runner_options_.state_dir, job.id()).path();
   EXPECT_TRUE(fs::exists(folder / "last.pt"));
   int steps_after = 0;
   for (const v1::JobEvent& event : Events(job.id())) {
@@ -340,9 +310,9 @@ TEST_F(JobRunnerTest, FileDataSetsAreCachedInTheCacheDir) {
   if (shared == nullptr || !fs::is_directory(fs::path(shared) / "tiny-imagenet-200-10c")) {
     GTEST_SKIP() << "SELENE_SHARED_DATA (../shared/data) is absent";
   }
-  options_.data_root = shared;
-  options_.cache_dir = (dir_ / "decoded").string();
-  StatusOr<v1::JobSpec> spec = ParseJobSpecJson(R"json({
+  runner_options_.data_root = shared;
+  runner_options_.cache_dir = (dir_ / "decoded").string();
+  StatusOr<v1::JobSpec> spec = spec::ParseJobSpecJson(R"json({
     "task": "classification",
     "model": {"classifier": {"stem_width": 8, "stage_widths": [8, 8, 8, 8],
                              "stage_blocks": [1, 1, 1, 1]}},
@@ -351,13 +321,13 @@ TEST_F(JobRunnerTest, FileDataSetsAreCachedInTheCacheDir) {
     "training": {"epochs": 1, "batch_size": 64}
   })json");
   ASSERT_TRUE(spec.ok()) << spec.status();
-  JobRunner runner(store_.get(), options_);
+  JobRunner runner(store_.get(), runner_options_);
   StopRequest stop;
   const RunOutcome outcome = runner.Run(Started(*spec), "cpu", stop);
   ASSERT_EQ(outcome.kind, RunOutcome::Kind::kSucceeded) << outcome.reason;
-  ASSERT_TRUE(fs::is_directory(options_.cache_dir));
-  EXPECT_FALSE(fs::is_empty(options_.cache_dir));
-  EXPECT_FALSE(fs::exists(fs::path(options_.state_dir) / "cache"));
+  ASSERT_TRUE(fs::is_directory(runner_options_.cache_dir));
+  EXPECT_FALSE(fs::is_empty(runner_options_.cache_dir));
+  EXPECT_FALSE(fs::exists(fs::path(runner_options_.state_dir) / "cache"));
 }
 
 }  // namespace

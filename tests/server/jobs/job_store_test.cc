@@ -3,7 +3,6 @@
 #include "server/jobs/job_store.h"
 
 #include <sqlite3.h>
-#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -17,6 +16,8 @@
 #include "gmock/gmock.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "gtest/gtest.h"
+#include "tests/testing/files.h"
+#include "tests/testing/tiny_job_specs.h"
 
 namespace selene::jobs {
 namespace {
@@ -24,32 +25,9 @@ namespace {
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
-v1::JobSpec MoonSpec(const std::string& name, int64_t epochs = 3) {
-  v1::JobSpec spec;
-  spec.set_name(name);
-  spec.set_task(v1::TASK_BINARY_SEGMENTATION);
-  spec.mutable_model()->mutable_unet()->set_base_width(8);
-  spec.mutable_data()->set_kind(v1::DATA_KIND_SYNTHETIC_MOON);
-  spec.mutable_training()->set_epochs(epochs);
-  return spec;
-}
-
-v1::JobSpec ClassifierSpec(const std::string& name) {
-  v1::JobSpec spec;
-  spec.set_name(name);
-  spec.set_task(v1::TASK_CLASSIFICATION);
-  spec.mutable_model()->mutable_classifier();
-  spec.mutable_data()->set_kind(v1::DATA_KIND_SYNTHETIC_SHAPES);
-  return spec;
-}
-
-v1::JobSpec EncoderUNetSpec(const std::string& name, const std::string& encoder_job_id) {
-  v1::JobSpec spec = MoonSpec(name);
-  v1::EncoderUNetSpec* e = spec.mutable_model()->mutable_encoder_unet();
-  e->set_encoder_mode(v1::ENCODER_MODE_FROZEN);
-  e->set_encoder_job_id(encoder_job_id);
-  return spec;
-}
+using ::selene::testing::ClassifierSpec;
+using ::selene::testing::EncoderUNetSpec;
+using ::selene::testing::MoonSpec;
 
 v1::JobEvent Progress(int64_t step) {
   v1::JobEvent event;
@@ -83,15 +61,7 @@ std::vector<std::string> Ids(const std::vector<v1::Job>& jobs) {
 
 class JobStoreTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    dir_ = std::filesystem::temp_directory_path() /
-           ("selene_job_store_test_" + std::string(info->name()) + "_" + std::to_string(getpid()));
-    std::filesystem::remove_all(dir_);
-    std::filesystem::create_directories(dir_);
-    path_ = (dir_ / "jobs.db").string();
-  }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
+  void SetUp() override { path_ = dir_ / "jobs.db"; }
 
   std::unique_ptr<JobStore> OpenStore() {
     auto store = JobStore::Open(path_);
@@ -101,7 +71,7 @@ class JobStoreTest : public ::testing::Test {
 
   v1::Job MustSubmit(JobStore& store, const v1::JobSpec& spec, int32_t priority = 0,
                      const std::string& request_id = "") {
-    auto result = store.Submit(spec, request_id, priority);
+    auto result = store.Submit(testing::MustResolve(spec), request_id, priority);
     EXPECT_TRUE(result.ok()) << result.status();
     return result.ok() ? result->job : v1::Job();
   }
@@ -119,17 +89,18 @@ class JobStoreTest : public ::testing::Test {
     return events.ok() ? *events : std::vector<v1::JobEvent>();
   }
 
-  std::filesystem::path dir_;
+  ::selene::testing::TempDir dir_{"selene-job-store-test"};
   std::string path_;
 };
 
 TEST_F(JobStoreTest, SubmitQueuesJobsWithIncreasingIdsAndAFirstEvent) {
   auto store = OpenStore();
   ASSERT_NE(store, nullptr);
-  v1::JobSpec with_defaults = MoonSpec("defaults");
+  v1::JobSpec with_defaults = MoonSpec("defaults", 3);
   with_defaults.mutable_training()->clear_epochs();
+  with_defaults.mutable_training()->clear_monitor();
 
-  auto first = store->Submit(MoonSpec("a", 3), "", 0);
+  auto first = store->Submit(testing::MustResolve(MoonSpec("a", 3)), "", 0);
   ASSERT_TRUE(first.ok()) << first.status();
   EXPECT_TRUE(first->created);
   EXPECT_EQ(first->job.id(), "job-1");
@@ -173,19 +144,19 @@ TEST_F(JobStoreTest, IdsAreNeverReusedAcrossReopening) {
   {
     auto store = OpenStore();
     ASSERT_NE(store, nullptr);
-    MustSubmit(*store, MoonSpec("a"));
-    MustSubmit(*store, MoonSpec("b"));
+    MustSubmit(*store, MoonSpec("a", 3));
+    MustSubmit(*store, MoonSpec("b", 3));
   }
   auto store = OpenStore();
   ASSERT_NE(store, nullptr);
-  EXPECT_EQ(MustSubmit(*store, MoonSpec("c")).id(), "job-3");
+  EXPECT_EQ(MustSubmit(*store, MoonSpec("c", 3)).id(), "job-3");
   EXPECT_EQ(MustGet(*store, "job-1").name(), "a");
 }
 
 TEST_F(JobStoreTest, ListPagesNewestFirstAndStaysStableUnderInserts) {
   auto store = OpenStore();
   ASSERT_NE(store, nullptr);
-  for (int i = 1; i <= 7; ++i) MustSubmit(*store, MoonSpec("j" + std::to_string(i)));
+  for (int i = 1; i <= 7; ++i) MustSubmit(*store, MoonSpec("j" + std::to_string(i), 3));
 
   auto page1 = store->List(v1::JOB_STATE_UNSPECIFIED, 3, "");
   ASSERT_TRUE(page1.ok()) << page1.status();
@@ -193,7 +164,7 @@ TEST_F(JobStoreTest, ListPagesNewestFirstAndStaysStableUnderInserts) {
   ASSERT_FALSE(page1->next_page_token.empty());
 
   // A job submitted between pages shows up on a new first page, not in the middle.
-  MustSubmit(*store, MoonSpec("late"));
+  MustSubmit(*store, MoonSpec("late", 3));
   auto page2 = store->List(v1::JOB_STATE_UNSPECIFIED, 3, page1->next_page_token);
   ASSERT_TRUE(page2.ok()) << page2.status();
   EXPECT_EQ(Ids(page2->jobs), (std::vector<std::string>{"job-4", "job-3", "job-2"}));
@@ -212,7 +183,7 @@ TEST_F(JobStoreTest, ListPagesNewestFirstAndStaysStableUnderInserts) {
 TEST_F(JobStoreTest, ListFiltersByStateAndChecksItsArguments) {
   auto store = OpenStore();
   ASSERT_NE(store, nullptr);
-  for (int i = 1; i <= 5; ++i) MustSubmit(*store, MoonSpec("j" + std::to_string(i)));
+  for (int i = 1; i <= 5; ++i) MustSubmit(*store, MoonSpec("j" + std::to_string(i), 3));
   ASSERT_TRUE(store->Start("job-2", "cpu").ok());
   ASSERT_TRUE(store->Start("job-4", "cpu").ok());
   ASSERT_TRUE(store->Transition("job-5", v1::JOB_STATE_CANCELLED).ok());
@@ -243,7 +214,7 @@ TEST_F(JobStoreTest, ListFiltersByStateAndChecksItsArguments) {
 TEST_F(JobStoreTest, PageSizeDefaultsTo50AndIsCappedAt500) {
   auto store = OpenStore();
   ASSERT_NE(store, nullptr);
-  for (int i = 0; i < 501; ++i) MustSubmit(*store, MoonSpec("j"));
+  for (int i = 0; i < 501; ++i) MustSubmit(*store, MoonSpec("j", 3));
   auto by_default = store->List(v1::JOB_STATE_UNSPECIFIED, 0, "");
   ASSERT_TRUE(by_default.ok());
   EXPECT_EQ(by_default->jobs.size(), 50u);
@@ -257,10 +228,10 @@ TEST_F(JobStoreTest, DuplicateRequestIdGivesOneJobAlsoAfterReopening) {
   {
     auto store = OpenStore();
     ASSERT_NE(store, nullptr);
-    auto first = store->Submit(MoonSpec("a"), "req-1", 3);
+    auto first = store->Submit(testing::MustResolve(MoonSpec("a", 3)), "req-1", 3);
     ASSERT_TRUE(first.ok()) << first.status();
     EXPECT_TRUE(first->created);
-    auto again = store->Submit(MoonSpec("a"), "req-1", 3);
+    auto again = store->Submit(testing::MustResolve(MoonSpec("a", 3)), "req-1", 3);
     ASSERT_TRUE(again.ok()) << again.status();
     EXPECT_FALSE(again->created);
     EXPECT_EQ(again->job.id(), first->job.id());
@@ -268,7 +239,7 @@ TEST_F(JobStoreTest, DuplicateRequestIdGivesOneJobAlsoAfterReopening) {
   }
   auto store = OpenStore();
   ASSERT_NE(store, nullptr);
-  auto after_restart = store->Submit(MoonSpec("a"), "req-1", 3);
+  auto after_restart = store->Submit(testing::MustResolve(MoonSpec("a", 3)), "req-1", 3);
   ASSERT_TRUE(after_restart.ok()) << after_restart.status();
   EXPECT_FALSE(after_restart->created);
   EXPECT_EQ(after_restart->job.id(), "job-1");
@@ -281,22 +252,22 @@ TEST_F(JobStoreTest, DuplicateRequestIdGivesOneJobAlsoAfterReopening) {
 TEST_F(JobStoreTest, RequestIdReusedWithAnotherSpecOrPriorityIsRefused) {
   auto store = OpenStore();
   ASSERT_NE(store, nullptr);
-  MustSubmit(*store, MoonSpec("a"), 0, "req-7");
-  auto other_spec = store->Submit(MoonSpec("a", 5), "req-7", 0);
+  MustSubmit(*store, MoonSpec("a", 3), 0, "req-7");
+  auto other_spec = store->Submit(testing::MustResolve(MoonSpec("a", 5)), "req-7", 0);
   EXPECT_EQ(other_spec.status().code(), absl::StatusCode::kAlreadyExists);
   EXPECT_THAT(other_spec.status().message(), HasSubstr("req-7"));
   EXPECT_THAT(other_spec.status().message(), HasSubstr("job-1"));
-  EXPECT_EQ(store->Submit(MoonSpec("a"), "req-7", 1).status().code(),
+  EXPECT_EQ(store->Submit(testing::MustResolve(MoonSpec("a", 3)), "req-7", 1).status().code(),
             absl::StatusCode::kAlreadyExists);
   // Without a request id, identical specs are separate jobs.
-  EXPECT_EQ(MustSubmit(*store, MoonSpec("a")).id(), "job-2");
-  EXPECT_EQ(MustSubmit(*store, MoonSpec("a")).id(), "job-3");
+  EXPECT_EQ(MustSubmit(*store, MoonSpec("a", 3)).id(), "job-2");
+  EXPECT_EQ(MustSubmit(*store, MoonSpec("a", 3)).id(), "job-3");
 }
 
 TEST_F(JobStoreTest, LegalTransitionsSetTimesDeviceAndEvents) {
   auto store = OpenStore();
   ASSERT_NE(store, nullptr);
-  MustSubmit(*store, MoonSpec("a"));
+  MustSubmit(*store, MoonSpec("a", 3));
   auto started = store->Start("job-1", "cuda:0");
   ASSERT_TRUE(started.ok()) << started.status();
   EXPECT_EQ(started->state(), v1::JOB_STATE_RUNNING);
@@ -320,7 +291,7 @@ TEST_F(JobStoreTest, LegalTransitionsSetTimesDeviceAndEvents) {
   EXPECT_EQ(events[2].state_change().to_state(), v1::JOB_STATE_SUCCEEDED);
 
   // FAILED keeps its reason as the job's error; QUEUED -> FAILED is legal too.
-  MustSubmit(*store, MoonSpec("b"));
+  MustSubmit(*store, MoonSpec("b", 3));
   auto failed = store->Transition("job-2", v1::JOB_STATE_FAILED, "data set missing");
   ASSERT_TRUE(failed.ok()) << failed.status();
   EXPECT_EQ(failed->error(), "data set missing");
@@ -330,7 +301,7 @@ TEST_F(JobStoreTest, LegalTransitionsSetTimesDeviceAndEvents) {
 TEST_F(JobStoreTest, IllegalMovesAreRefusedNamingJobAndBothStates) {
   auto store = OpenStore();
   ASSERT_NE(store, nullptr);
-  MustSubmit(*store, MoonSpec("a"));
+  MustSubmit(*store, MoonSpec("a", 3));
   auto skip = store->Transition("job-1", v1::JOB_STATE_SUCCEEDED);
   EXPECT_EQ(skip.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(skip.status().message(), HasSubstr("job-1"));
@@ -356,7 +327,7 @@ TEST_F(JobStoreTest, TerminalStatesNeverChange) {
                                          v1::JOB_STATE_SUCCEEDED, v1::JOB_STATE_FAILED,
                                          v1::JOB_STATE_CANCELLED};
   for (v1::JobState end : terminal) {
-    const std::string id = MustSubmit(*store, MoonSpec("t")).id();
+    const std::string id = MustSubmit(*store, MoonSpec("t", 3)).id();
     ASSERT_TRUE(store->Start(id, "cpu").ok());
     ASSERT_TRUE(store->Transition(id, end, "the end").ok());
     const v1::Job before = MustGet(*store, id);
@@ -380,8 +351,8 @@ TEST_F(JobStoreTest, TerminalStatesNeverChange) {
 TEST_F(JobStoreTest, CancelIsImmediateWhenQueuedAndRequestedWhenRunning) {
   auto store = OpenStore();
   ASSERT_NE(store, nullptr);
-  MustSubmit(*store, MoonSpec("queued"));
-  MustSubmit(*store, MoonSpec("running"));
+  MustSubmit(*store, MoonSpec("queued", 3));
+  MustSubmit(*store, MoonSpec("running", 3));
   auto cancelled = store->RequestCancel("job-1", "not needed");
   ASSERT_TRUE(cancelled.ok()) << cancelled.status();
   EXPECT_EQ(cancelled->state(), v1::JOB_STATE_CANCELLED);
@@ -401,7 +372,7 @@ TEST_F(JobStoreTest, CancelReasonOfARunningJobSurvivesACrash) {
   {
     auto store = OpenStore();
     ASSERT_NE(store, nullptr);
-    MustSubmit(*store, MoonSpec("running"));
+    MustSubmit(*store, MoonSpec("running", 3));
     ASSERT_TRUE(store->Start("job-1", "cpu").ok());
     ASSERT_TRUE(store->RequestCancel("job-1", "wrong learning rate").ok());
     // The process dies before the runner has stopped the job.
@@ -419,7 +390,7 @@ TEST_F(JobStoreTest, CancelReasonOfARunningJobSurvivesACrash) {
 TEST_F(JobStoreTest, EveryInterruptionCountsAsAResume) {
   auto store = OpenStore();
   ASSERT_NE(store, nullptr);
-  MustSubmit(*store, MoonSpec("interrupted"));
+  MustSubmit(*store, MoonSpec("interrupted", 3));
   ASSERT_TRUE(store->Start("job-1", "cpu").ok());
   // A graceful shutdown moves the running job back to the queue...
   ASSERT_TRUE(store->Transition("job-1", v1::JOB_STATE_QUEUED, "shutting down").ok());
@@ -433,8 +404,8 @@ TEST_F(JobStoreTest, EveryInterruptionCountsAsAResume) {
 TEST_F(JobStoreTest, EventSequencesIncreaseWithoutGapsAndResumeAfterASequence) {
   auto store = OpenStore();
   ASSERT_NE(store, nullptr);
-  MustSubmit(*store, MoonSpec("a"));
-  MustSubmit(*store, MoonSpec("b"));  // its events are numbered on their own
+  MustSubmit(*store, MoonSpec("a", 3));
+  MustSubmit(*store, MoonSpec("b", 3));  // its events are numbered on their own
   ASSERT_TRUE(store->Start("job-1", "cpu").ok());
   for (int step = 1; step <= 4; ++step) {
     auto stored = store->AppendEvent("job-1", Progress(step));
@@ -469,7 +440,7 @@ TEST_F(JobStoreTest, EventSequencesIncreaseWithoutGapsAndResumeAfterASequence) {
 TEST_F(JobStoreTest, AppendEventTakesStepProgressOfRunningJobsOnly) {
   auto store = OpenStore();
   ASSERT_NE(store, nullptr);
-  MustSubmit(*store, MoonSpec("a"));
+  MustSubmit(*store, MoonSpec("a", 3));
   EXPECT_EQ(store->AppendEvent("job-1", Progress(1)).status().code(),
             absl::StatusCode::kFailedPrecondition);
   ASSERT_TRUE(store->Start("job-1", "cpu").ok());
@@ -489,7 +460,7 @@ TEST_F(JobStoreTest, AppendEventTakesStepProgressOfRunningJobsOnly) {
 TEST_F(JobStoreTest, RecordEpochKeepsHistoryLatestMetricsAndBest) {
   auto store = OpenStore();
   ASSERT_NE(store, nullptr);
-  MustSubmit(*store, MoonSpec("a"));
+  MustSubmit(*store, MoonSpec("a", 3));
   ASSERT_TRUE(store->Start("job-1", "cpu").ok());
   ASSERT_TRUE(store->RecordEpoch("job-1", Epoch(1, 0.50, true)).ok());
   ASSERT_TRUE(store->RecordEpoch("job-1", Epoch(2, 0.70, true)).ok());
@@ -529,11 +500,11 @@ TEST_F(JobStoreTest, NextRunnableTakesHighestPriorityThenFirstSubmitted) {
   ASSERT_TRUE(none.ok());
   EXPECT_FALSE(none->has_value());
 
-  MustSubmit(*store, MoonSpec("a"), 0);   // job-1
-  MustSubmit(*store, MoonSpec("b"), 5);   // job-2
-  MustSubmit(*store, MoonSpec("c"), 0);   // job-3
-  MustSubmit(*store, MoonSpec("d"), 5);   // job-4
-  MustSubmit(*store, MoonSpec("e"), -1);  // job-5
+  MustSubmit(*store, MoonSpec("a", 3), 0);   // job-1
+  MustSubmit(*store, MoonSpec("b", 3), 5);   // job-2
+  MustSubmit(*store, MoonSpec("c", 3), 0);   // job-3
+  MustSubmit(*store, MoonSpec("d", 3), 5);   // job-4
+  MustSubmit(*store, MoonSpec("e", 3), -1);  // job-5
   std::vector<std::string> order;
   while (true) {
     auto next = store->NextRunnable();
@@ -548,7 +519,7 @@ TEST_F(JobStoreTest, NextRunnableTakesHighestPriorityThenFirstSubmitted) {
 TEST_F(JobStoreTest, UnknownDependencyIsNotFoundNamingIt) {
   auto store = OpenStore();
   ASSERT_NE(store, nullptr);
-  auto submitted = store->Submit(EncoderUNetSpec("enc", "job-9"), "", 0);
+  auto submitted = store->Submit(testing::MustResolve(EncoderUNetSpec("enc", "job-9")), "", 0);
   EXPECT_EQ(submitted.status().code(), absl::StatusCode::kNotFound);
   EXPECT_THAT(submitted.status().message(), HasSubstr("job-9"));
   EXPECT_THAT(submitted.status().message(), HasSubstr("encoder_job_id"));
@@ -580,7 +551,7 @@ TEST_F(JobStoreTest, FailedEncoderJobFailsItsDependentsWithItsReason) {
   MustSubmit(*store, ClassifierSpec("cls"));                   // job-1
   MustSubmit(*store, EncoderUNetSpec("enc", "job-1"));         // job-2
   MustSubmit(*store, EncoderUNetSpec("enc-of-enc", "job-2"));  // job-3: a chain
-  MustSubmit(*store, MoonSpec("independent"));                 // job-4
+  MustSubmit(*store, MoonSpec("independent", 3));              // job-4
   ASSERT_TRUE(store->Start("job-1", "cpu").ok());
   ASSERT_TRUE(store->Transition("job-1", v1::JOB_STATE_FAILED, "out of memory").ok());
 
@@ -618,10 +589,10 @@ TEST_F(JobStoreTest, RecoverAfterRestartRequeuesRunningJobsForResume) {
   {
     auto store = OpenStore();
     ASSERT_NE(store, nullptr);
-    MustSubmit(*store, MoonSpec("running"));     // job-1
-    MustSubmit(*store, MoonSpec("queued"));      // job-2
-    MustSubmit(*store, MoonSpec("cancelling"));  // job-3
-    MustSubmit(*store, MoonSpec("done"));        // job-4
+    MustSubmit(*store, MoonSpec("running", 3));     // job-1
+    MustSubmit(*store, MoonSpec("queued", 3));      // job-2
+    MustSubmit(*store, MoonSpec("cancelling", 3));  // job-3
+    MustSubmit(*store, MoonSpec("done", 3));        // job-4
     ASSERT_TRUE(store->Start("job-1", "cuda:0").ok());
     ASSERT_TRUE(store->RecordEpoch("job-1", Epoch(1, 0.5, true)).ok());
     ASSERT_TRUE(store->Start("job-3", "cpu").ok());
@@ -670,7 +641,7 @@ TEST_F(JobStoreTest, RecoverAfterRestartRequeuesRunningJobsForResume) {
 TEST_F(JobStoreTest, CountByStateCountsEveryState) {
   auto store = OpenStore();
   ASSERT_NE(store, nullptr);
-  for (int i = 0; i < 4; ++i) MustSubmit(*store, MoonSpec("j"));
+  for (int i = 0; i < 4; ++i) MustSubmit(*store, MoonSpec("j", 3));
   ASSERT_TRUE(store->Start("job-1", "cpu").ok());
   ASSERT_TRUE(store->Transition("job-2", v1::JOB_STATE_CANCELLED).ok());
   auto counts = store->CountByState();
@@ -692,7 +663,7 @@ TEST_F(JobStoreTest, ListenerSeesEveryCommittedEvent) {
     absl::MutexLock lock(&mu);
     seen.emplace_back(event.job_id(), event.sequence());
   });
-  MustSubmit(*store, MoonSpec("a"));
+  MustSubmit(*store, MoonSpec("a", 3));
   ASSERT_TRUE(store->Start("job-1", "cpu").ok());
   ASSERT_TRUE(store->AppendEvent("job-1", Progress(1)).ok());
   ASSERT_TRUE(store->RecordEpoch("job-1", Epoch(1, 0.5, true)).ok());
@@ -716,11 +687,12 @@ TEST_F(JobStoreTest, ConcurrentSubmitsGiveUniqueIdsAndLoseNothing) {
   for (int t = 0; t < kThreads; ++t) {
     threads.emplace_back([&, t] {
       for (int i = 0; i < kPerThread; ++i) {
-        auto result = store->Submit(MoonSpec("t" + std::to_string(t)),
+        auto result = store->Submit(testing::MustResolve(MoonSpec("t" + std::to_string(t), 3)),
                                     "req-" + std::to_string(t) + "-" + std::to_string(i), t);
         // Every thread also retries one shared request id: exactly one job may come of it.
-        auto shared = i == kPerThread / 2 ? store->Submit(MoonSpec("shared"), "shared", 0)
-                                          : StatusOr<SubmitResult>(SubmitResult{});
+        auto shared = i == kPerThread / 2
+                          ? store->Submit(testing::MustResolve(MoonSpec("shared", 3)), "shared", 0)
+                          : StatusOr<SubmitResult>(SubmitResult{});
         absl::MutexLock lock(&mu);
         if (!result.ok()) errors.push_back(result.status().ToString());
         if (result.ok()) ids.push_back(result->job.id());
@@ -785,7 +757,7 @@ TEST_F(JobStoreTest, ForeignDatabaseAndNewerSchemaAreRefused) {
   EXPECT_THAT(foreign.status().message(), HasSubstr(path_));
   EXPECT_THAT(foreign.status().message(), HasSubstr("photos"));
 
-  const std::string newer_path = (dir_ / "newer.db").string();
+  const std::string newer_path = dir_ / "newer.db";
   ASSERT_NE(JobStore::Open(newer_path).value_or(nullptr), nullptr);
   ASSERT_EQ(sqlite3_open(newer_path.c_str(), &db), SQLITE_OK);
   ASSERT_EQ(sqlite3_exec(db, "UPDATE schema_version SET version = 99", nullptr, nullptr, nullptr),
@@ -798,7 +770,7 @@ TEST_F(JobStoreTest, ForeignDatabaseAndNewerSchemaAreRefused) {
 }
 
 TEST_F(JobStoreTest, UnopenablePathIsAnErrorNamingIt) {
-  const std::string missing = (dir_ / "no-such-folder" / "jobs.db").string();
+  const std::string missing = dir_ / "no-such-folder/jobs.db";
   auto store = JobStore::Open(missing);
   ASSERT_FALSE(store.ok());
   EXPECT_THAT(store.status().message(), HasSubstr(missing));

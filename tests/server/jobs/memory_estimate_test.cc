@@ -9,7 +9,10 @@
 #include <cmath>
 #include <string>
 
-#include "server/jobs/job_spec.h"
+#include "spec/json_io.h"
+#include "spec/overrides.h"
+#include "spec/validation.h"
+#include "tests/testing/tiny_job_specs.h"
 
 namespace selene::jobs {
 namespace {
@@ -19,34 +22,41 @@ using ::testing::HasSubstr;
 constexpr double kGiB = 1024.0 * 1024 * 1024;
 
 v1::JobSpec Spec(const std::string& json) {
-  StatusOr<v1::JobSpec> spec = ParseJobSpecJson(json);
+  StatusOr<v1::JobSpec> spec = spec::ParseJobSpecJson(json);
   EXPECT_TRUE(spec.ok()) << spec.status();
   return *spec;
 }
 
-v1::JobSpec MoonSpec() {
-  return Spec(R"json({
-    "task": "binary_segmentation",
-    "model": {"unet": {"base_width": 16}},
-    "data": {"kind": "synthetic_moon", "num_samples": 512, "image_size": 64},
-    "training": {"batch_size": 16}
-  })json");
-}
+using ::selene::testing::MoonSpec;
+using ::selene::testing::MustResolve;
+
+// The moon spec the numbers below are computed for: U-Net base 16, 512 samples of 64x64,
+// batch 16 (epochs and monitor unset: the estimate does not depend on them).
+const ::selene::testing::MoonSpecOptions kMoon = [] {
+  ::selene::testing::MoonSpecOptions moon;
+  moon.epochs = 0;
+  moon.base_width = 16;
+  moon.num_samples = 512;
+  moon.image_size = 64;
+  moon.batch_size = 16;
+  moon.monitor = "";
+  return moon;
+}();
 
 void Set(v1::JobSpec& spec, const std::string& assignment) {
-  Status status = ApplyOverride(&spec, assignment);
+  Status status = spec::ApplyOverride(&spec, assignment);
   ASSERT_TRUE(status.ok()) << assignment << ": " << status;
 }
 
 MemoryEstimate EstimateWith(const std::string& assignment) {
-  v1::JobSpec spec = MoonSpec();
+  v1::JobSpec spec = MoonSpec(kMoon);
   Set(spec, assignment);
-  EXPECT_TRUE(ValidateJobSpec(spec).ok()) << ValidateJobSpec(spec);
-  return EstimateJobMemory(spec);
+  EXPECT_TRUE(spec::ValidateJobSpec(spec).ok()) << spec::ValidateJobSpec(spec);
+  return EstimateJobMemory(MustResolve(spec));
 }
 
 TEST(EstimateJobMemoryTest, GrowsWithBatchImageSizeAndWidth) {
-  const MemoryEstimate base = EstimateJobMemory(MoonSpec());
+  const MemoryEstimate base = EstimateJobMemory(MustResolve(MoonSpec(kMoon)));
   EXPECT_GT(base.parameters, 0);
   EXPECT_GT(base.activations, 0);
 
@@ -70,7 +80,7 @@ TEST(EstimateJobMemoryTest, GrowsWithBatchImageSizeAndWidth) {
 }
 
 TEST(EstimateJobMemoryTest, CountsParametersGradientsAndOptimizerStateByKind) {
-  const MemoryEstimate adamw = EstimateJobMemory(MoonSpec());
+  const MemoryEstimate adamw = EstimateJobMemory(MustResolve(MoonSpec(kMoon)));
   EXPECT_DOUBLE_EQ(adamw.parameters, 4 * adamw.parameter_count);
   EXPECT_DOUBLE_EQ(adamw.gradients, adamw.parameters);
   EXPECT_DOUBLE_EQ(adamw.optimizer, 2 * adamw.parameters);  // two moments
@@ -78,10 +88,10 @@ TEST(EstimateJobMemoryTest, CountsParametersGradientsAndOptimizerStateByKind) {
   const MemoryEstimate momentum = EstimateWith("training.optimizer.kind=sgd");
   EXPECT_DOUBLE_EQ(momentum.optimizer, momentum.parameters);  // default momentum 0.9
 
-  v1::JobSpec plain = MoonSpec();
+  v1::JobSpec plain = MoonSpec(kMoon);
   Set(plain, "training.optimizer.kind=sgd");
   Set(plain, "training.optimizer.momentum=0");
-  EXPECT_DOUBLE_EQ(EstimateJobMemory(plain).optimizer, 0);
+  EXPECT_DOUBLE_EQ(EstimateJobMemory(MustResolve(plain)).optimizer, 0);
 }
 
 TEST(EstimateJobMemoryTest, FrozenEncoderHasNoGradientsOrOptimizerState) {
@@ -90,10 +100,10 @@ TEST(EstimateJobMemoryTest, FrozenEncoderHasNoGradientsOrOptimizerState) {
     "model": {"encoder_unet": {"encoder_mode": "frozen", "encoder_checkpoint": "c.pt"}},
     "data": {"kind": "synthetic_moon"}
   })json");
-  const MemoryEstimate frozen = EstimateJobMemory(spec);
+  const MemoryEstimate frozen = EstimateJobMemory(MustResolve(spec));
   spec.mutable_model()->mutable_encoder_unet()->set_encoder_mode(v1::ENCODER_MODE_SCRATCH);
   spec.mutable_model()->mutable_encoder_unet()->clear_encoder_checkpoint();
-  const MemoryEstimate scratch = EstimateJobMemory(spec);
+  const MemoryEstimate scratch = EstimateJobMemory(MustResolve(spec));
   EXPECT_EQ(frozen.parameter_count, scratch.parameter_count);
   EXPECT_LT(frozen.gradients, 0.9 * scratch.gradients);
   EXPECT_LT(frozen.optimizer, 0.9 * scratch.optimizer);
@@ -102,33 +112,33 @@ TEST(EstimateJobMemoryTest, FrozenEncoderHasNoGradientsOrOptimizerState) {
 
 TEST(EstimateJobMemoryTest, DataFollowsTheKindAndItsStorage) {
   // Synthetic moon: uint8 RGB images and uint8 masks.
-  EXPECT_DOUBLE_EQ(EstimateJobMemory(MoonSpec()).data, 512.0 * (3 + 1) * 64 * 64);
+  EXPECT_DOUBLE_EQ(EstimateJobMemory(MustResolve(MoonSpec(kMoon))).data, 512.0 * (3 + 1) * 64 * 64);
 
   // Multi-class masks are int64.
   const v1::JobSpec shapes = Spec(R"json({
     "task": "multiclass_segmentation", "model": {"unet": {}},
     "data": {"kind": "synthetic_shapes_segmentation", "num_samples": 100, "image_size": 32}
   })json");
-  EXPECT_DOUBLE_EQ(EstimateJobMemory(shapes).data, 100.0 * (3 + 8) * 32 * 32);
+  EXPECT_DOUBLE_EQ(EstimateJobMemory(MustResolve(shapes)).data, 100.0 * (3 + 8) * 32 * 32);
 
   // Tiny ImageNet: 550 images per class, kept at 64 x 64 whatever the model's input size.
   const v1::JobSpec tiny = Spec(R"json({
     "task": "classification", "model": {"classifier": {}},
     "data": {"kind": "tiny_imagenet", "path": "tiny", "num_classes": 10, "image_size": 128}
   })json");
-  EXPECT_DOUBLE_EQ(EstimateJobMemory(tiny).data, 5500.0 * (3 * 64 * 64 + 8));
-  EXPECT_DOUBLE_EQ(EstimateJobMemory(tiny, 20).data, 20.0 * (3 * 64 * 64 + 8));
+  EXPECT_DOUBLE_EQ(EstimateJobMemory(MustResolve(tiny)).data, 5500.0 * (3 * 64 * 64 + 8));
+  EXPECT_DOUBLE_EQ(EstimateJobMemory(MustResolve(tiny), 20).data, 20.0 * (3 * 64 * 64 + 8));
 
   // MOON: counted when the caller counted its items, else left out and said so.
   const v1::JobSpec moon = Spec(R"json({
     "task": "binary_segmentation", "model": {"unet": {}},
     "data": {"kind": "moon", "path": "moon", "image_size": 256}
   })json");
-  const MemoryEstimate unknown = EstimateJobMemory(moon);
+  const MemoryEstimate unknown = EstimateJobMemory(MustResolve(moon));
   EXPECT_FALSE(unknown.data_known);
   EXPECT_EQ(unknown.data, 0);
   EXPECT_THAT(DescribeEstimate(unknown), HasSubstr("data not counted"));
-  const MemoryEstimate counted = EstimateJobMemory(moon, 1000);
+  const MemoryEstimate counted = EstimateJobMemory(MustResolve(moon), 1000);
   EXPECT_TRUE(counted.data_known);
   EXPECT_DOUBLE_EQ(counted.data, 1000.0 * (3 + 1) * 256 * 256);
 }
@@ -141,34 +151,37 @@ TEST(EstimateJobMemoryTest, HugeWidthGivesAHugeFiniteEstimate) {
   EXPECT_GT(wide.total(), 100 * 1024 * kGiB);
   EXPECT_THAT(DescribeEstimate(wide), HasSubstr("TiB"));
 
-  // Every bound at once stays finite too, and so does a spec nobody validated.
-  v1::JobSpec extreme = MoonSpec();
+  // Every bound at once stays finite too.
+  v1::JobSpec extreme = MoonSpec(kMoon);
   Set(extreme, "model.unet.base_width=1048576");
   Set(extreme, "data.image_size=4096");
   Set(extreme, "data.num_samples=1000000");
   Set(extreme, "training.batch_size=65536");
-  ASSERT_TRUE(ValidateJobSpec(extreme).ok()) << ValidateJobSpec(extreme);
-  EXPECT_TRUE(std::isfinite(EstimateJobMemory(extreme).total()));
-  Set(extreme, "model.unet.base_width=4611686018427387904");
-  Set(extreme, "model.unet.max_width=0");
-  const MemoryEstimate unvalidated = EstimateJobMemory(extreme);
-  EXPECT_TRUE(std::isfinite(unvalidated.total()));
-  EXPECT_GT(unvalidated.total(), 0);
+  ASSERT_TRUE(spec::ValidateJobSpec(extreme).ok()) << spec::ValidateJobSpec(extreme);
+  EXPECT_TRUE(std::isfinite(EstimateJobMemory(MustResolve(extreme)).total()));
+  // No spec reaches the estimate unvalidated any more (ResolvedJobSpec); the analytic count
+  // under it stays finite for any width.
+  models::NetworkSpec absurd = MustResolve(extreme).network();
+  absurd.unet.base_width = 4611686018427387904;
+  absurd.unet.max_width = 0;
+  const double count = CountNetworkParameters(absurd);
+  EXPECT_TRUE(std::isfinite(count));
+  EXPECT_GT(count, 0);
 }
 
 TEST(EstimateJobMemoryTest, DemoConfigIsWellUnderOneGiB) {
-  StatusOr<v1::JobSpec> demo = LoadJobSpecFile(SELENE_CONFIGS_DIR "/demo_moon_unet.json");
+  StatusOr<v1::JobSpec> demo = spec::LoadJobSpecFile(SELENE_CONFIGS_DIR "/demo_moon_unet.json");
   ASSERT_TRUE(demo.ok()) << demo.status();
-  const MemoryEstimate estimate = EstimateJobMemory(*demo);
+  const MemoryEstimate estimate = EstimateJobMemory(MustResolve(*demo));
   EXPECT_LT(estimate.total(), 0.5 * kGiB) << DescribeEstimate(estimate);
   EXPECT_GT(estimate.total(), 10.0 * 1024 * 1024) << DescribeEstimate(estimate);
 }
 
 TEST(EstimateJobMemoryTest, FittedWidthStaysWithinTheBudget) {
-  v1::JobSpec spec = MoonSpec();
+  v1::JobSpec spec = MoonSpec(kMoon);
   Set(spec, "model.parameter_budget=200000");
   Set(spec, "model.fit_width_to_budget=true");
-  const MemoryEstimate fitted = EstimateJobMemory(spec);
+  const MemoryEstimate fitted = EstimateJobMemory(MustResolve(spec));
   EXPECT_LE(fitted.parameter_count, 200000);
   EXPECT_GT(fitted.parameter_count, 100000);  // the widest that fits, not the narrowest
 }

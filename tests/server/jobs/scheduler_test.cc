@@ -7,25 +7,26 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <torch/torch.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <filesystem>
-#include <fstream>
 #include <functional>
 #include <map>
 #include <memory>
-#include <sstream>
 #include <string>
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "common/run_folder.h"
 #include "google/protobuf/util/time_util.h"
-#include "server/jobs/job_spec.h"
 #include "server/jobs/training_plan.h"
 #include "server/train/checkpoint.h"
-#include "tests/server/jobs/tiny_job_specs.h"
+#include "spec/json_io.h"
+#include "spec/network_builder.h"
+#include "tests/server/jobs/job_test_fixture.h"
+#include "tests/testing/files.h"
+#include "tests/testing/tiny_job_specs.h"
 
 namespace selene::jobs {
 namespace {
@@ -38,42 +39,19 @@ using ::testing::HasSubstr;
 using testing::ClassifierSpec;
 using testing::EncoderUNetSpec;
 using testing::MoonSpec;
+using testing::ReadFile;
 
 bool IsTerminal(const v1::Job& job) {
   return job.state() == v1::JOB_STATE_SUCCEEDED || job.state() == v1::JOB_STATE_FAILED ||
          job.state() == v1::JOB_STATE_CANCELLED;
 }
 
-std::string ReadFile(const fs::path& path) {
-  std::ifstream file(path);
-  std::stringstream text;
-  text << file.rdbuf();
-  return text.str();
-}
-
-class SchedulerTest : public ::testing::Test {
+class SchedulerTest : public JobTestFixture {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           ("scheduler_test_" + std::to_string(::getpid()) + "_" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-    StatusOr<std::unique_ptr<JobStore>> store = JobStore::Open((dir_ / "jobs.db").string());
-    ASSERT_TRUE(store.ok()) << store.status();
-    store_ = std::move(store).value();
-    runner_options_.state_dir = (dir_ / "state").string();
-    runner_options_.data_root = (dir_ / "data").string();
-    fs::create_directories(dir_ / "data");  // empty: file data sets are missing
-    runner_options_.training_threads = 1;
-    runner_options_.progress_interval = absl::ZeroDuration();  // every step: tests count them
-  }
-
   void TearDown() override {
     schedulers_.clear();  // joins their threads before the store goes
     absl::MutexLock lock(&mu_);
     EXPECT_THAT(errors_, ::testing::IsEmpty());
-    fs::remove_all(dir_);
   }
 
   // A scheduler (with its own runner and pool, as a restarted server would have) on the test's
@@ -103,7 +81,7 @@ class SchedulerTest : public ::testing::Test {
   }
 
   std::string Submit(Scheduler& scheduler, const v1::JobSpec& spec, int32_t priority = 0) {
-    StatusOr<SubmitResult> submitted = scheduler.Submit(spec, "", priority);
+    StatusOr<SubmitResult> submitted = scheduler.Submit(testing::MustResolve(spec), "", priority);
     EXPECT_TRUE(submitted.ok()) << submitted.status();
     return submitted.ok() ? submitted->job.id() : "";
   }
@@ -153,11 +131,10 @@ class SchedulerTest : public ::testing::Test {
     return ids;
   }
 
-  fs::path Folder(const std::string& id) { return JobFolder(runner_options_.state_dir, id); }
+  fs::path Folder(const std::string& id) {
+    return RunFolder::OfJob(runner_options_.state_dir, id).path();
+  }
 
-  fs::path dir_;
-  std::unique_ptr<JobStore> store_;
-  JobRunnerOptions runner_options_;
   std::vector<std::unique_ptr<JobRunner>> runners_;
   std::vector<std::unique_ptr<DevicePool>> pools_;
   std::vector<std::unique_ptr<Scheduler>> schedulers_;
@@ -231,20 +208,22 @@ TEST_F(SchedulerTest, EncoderJobWaitsForItsClassifierAndTrainsOnItsFrozenEncoder
   EXPECT_THAT(FinishedIds(), ElementsAre(classifier, segmenter));
 
   // The segmenter ran on the classifier's best checkpoint...
-  StatusOr<v1::JobSpec> ran = ParseJobSpecJson(ReadFile(Folder(segmenter) / kSpecFile));
+  StatusOr<v1::JobSpec> ran =
+      spec::ParseJobSpecJson(ReadFile(RunFolder(Folder(segmenter).string()).spec()));
   ASSERT_TRUE(ran.ok()) << ran.status();
   EXPECT_EQ(ran->model().encoder_unet().encoder_checkpoint(),
             (Folder(classifier) / "best.pt").string());
   EXPECT_TRUE(ran->model().encoder_unet().encoder_job_id().empty());
 
   // ... and, frozen, its encoder still holds exactly the classifier's weights.
-  StatusOr<v1::JobSpec> classifier_ran = ParseJobSpecJson(ReadFile(Folder(classifier) / kSpecFile));
+  StatusOr<v1::JobSpec> classifier_ran =
+      spec::ParseJobSpecJson(ReadFile(RunFolder(Folder(classifier).string()).spec()));
   ASSERT_TRUE(classifier_ran.ok());
-  StatusOr<TrainingPlan> classifier_plan = PlanTraining(*classifier_ran);
-  StatusOr<TrainingPlan> segmenter_plan = PlanTraining(*ran);
+  StatusOr<TrainingPlan> classifier_plan = PlanTraining(testing::MustResolve(*classifier_ran));
+  StatusOr<TrainingPlan> segmenter_plan = PlanTraining(testing::MustResolve(*ran));
   ASSERT_TRUE(classifier_plan.ok() && segmenter_plan.ok());
-  StatusOr<models::Network> classifier_net = BuildPlannedNetwork(*classifier_plan);
-  StatusOr<models::Network> segmenter_net = BuildPlannedNetwork(*segmenter_plan);
+  StatusOr<models::Network> classifier_net = spec::BuildNetwork(classifier_plan->spec);
+  StatusOr<models::Network> segmenter_net = spec::BuildNetwork(segmenter_plan->spec);
   ASSERT_TRUE(classifier_net.ok() && segmenter_net.ok());
   ASSERT_TRUE(
       train::LoadCheckpoint((Folder(classifier) / "best.pt").string(), **classifier_net).ok());
@@ -428,8 +407,12 @@ TEST_F(SchedulerTest, NothingIsLostAcrossAShutdownAndACrash) {
     ASSERT_TRUE(scheduler.Start().ok());
     resumable = Submit(scheduler, MoonSpec("resumable", 30));
     plain = Submit(scheduler, MoonSpec("plain", 1));
+    // Valid, so the store takes it, but it fails when it runs: its data set does not exist.
     v1::JobSpec bad = ClassifierSpec("broken");
-    bad.mutable_training()->set_batch_size(0);
+    bad.mutable_data()->set_kind(v1::DATA_KIND_TINY_IMAGENET);
+    bad.mutable_data()->set_path("no-such-tiny-imagenet");
+    bad.mutable_data()->clear_num_samples();
+    bad.mutable_data()->set_num_classes(6);
     broken = Submit(scheduler, bad);
     dependent = Submit(scheduler, EncoderUNetSpec("dependent", broken));
     WaitForStepOfEpoch(resumable, 2);
@@ -453,7 +436,7 @@ TEST_F(SchedulerTest, NothingIsLostAcrossAShutdownAndACrash) {
   EXPECT_EQ(WaitTerminal(plain).state(), v1::JOB_STATE_SUCCEEDED);
   const v1::Job failed = WaitTerminal(broken);
   EXPECT_EQ(failed.state(), v1::JOB_STATE_FAILED);
-  EXPECT_THAT(failed.error(), HasSubstr("training.batch_size"));
+  EXPECT_THAT(failed.error(), HasSubstr("no-such-tiny-imagenet"));
   const v1::Job failed_dependent = WaitTerminal(dependent);
   EXPECT_EQ(failed_dependent.state(), v1::JOB_STATE_FAILED);
   EXPECT_THAT(failed_dependent.error(), HasSubstr("encoder job " + broken + " failed"));

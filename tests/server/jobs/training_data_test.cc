@@ -13,15 +13,19 @@
 #include "server/jobs/training_plan.h"
 #include "server/train/threads.h"
 #include "server/train/trainer.h"
+#include "spec/json_io.h"
+#include "spec/network_builder.h"
+#include "tests/testing/tiny_job_specs.h"
 
 namespace selene::jobs {
 namespace {
 
 namespace fs = std::filesystem;
+using ::selene::testing::MustResolve;
 using ::testing::HasSubstr;
 
 v1::JobSpec Parse(const std::string& json) {
-  StatusOr<v1::JobSpec> spec = ParseJobSpecJson(json);
+  StatusOr<v1::JobSpec> spec = spec::ParseJobSpecJson(json);
   EXPECT_TRUE(spec.ok()) << spec.status();
   return *spec;
 }
@@ -39,14 +43,14 @@ std::string SharedData() {
   }
 
 TEST(LoadTrainingDataTest, SyntheticMoonSplitsSummarisesAndFitsThePlan) {
-  StatusOr<TrainingPlan> plan = PlanTraining(Parse(R"json({
+  StatusOr<TrainingPlan> plan = PlanTraining(MustResolve(Parse(R"json({
     "task": "binary_segmentation",
     "model": {"unet": {"base_width": 8}},
     "data": {"kind": "synthetic_moon", "num_samples": 24, "image_size": 32},
     "training": {"epochs": 3, "batch_size": 4}
-  })json"));
+  })json")));
   ASSERT_TRUE(plan.ok()) << plan.status();
-  StatusOr<TrainingData> data = LoadTrainingData(plan->data, "data");
+  StatusOr<TrainingData> data = LoadTrainingData(plan->spec.data(), "data");
   ASSERT_TRUE(data.ok()) << data.status();
   EXPECT_EQ(data->split.train.size() + data->split.val.size(), 24);
   EXPECT_GT(data->split.val.size(), 0);
@@ -63,14 +67,14 @@ TEST(LoadTrainingDataTest, SyntheticMoonSplitsSummarisesAndFitsThePlan) {
 }
 
 TEST(LoadTrainingDataTest, SyntheticShapesCountsImagesPerClass) {
-  StatusOr<TrainingPlan> plan = PlanTraining(Parse(R"json({
+  StatusOr<TrainingPlan> plan = PlanTraining(MustResolve(Parse(R"json({
     "task": "classification",
     "model": {"classifier": {"stem_width": 8, "stage_widths": [8, 8, 8, 8],
                              "stage_blocks": [1, 1, 1, 1]}},
     "data": {"kind": "synthetic_shapes", "num_classes": 3, "num_samples": 30, "image_size": 32}
-  })json"));
+  })json")));
   ASSERT_TRUE(plan.ok()) << plan.status();
-  StatusOr<TrainingData> data = LoadTrainingData(plan->data, "");
+  StatusOr<TrainingData> data = LoadTrainingData(plan->spec.data(), "");
   ASSERT_TRUE(data.ok()) << data.status();
   // Image i has class i mod 3: ten of each.
   EXPECT_EQ(data->summary.images_per_class, (std::vector<int64_t>{10, 10, 10}));
@@ -78,14 +82,14 @@ TEST(LoadTrainingDataTest, SyntheticShapesCountsImagesPerClass) {
 }
 
 TEST(LoadTrainingDataTest, ShapesSegmentationClassCountMatchesTheModel) {
-  StatusOr<TrainingPlan> plan = PlanTraining(Parse(R"json({
+  StatusOr<TrainingPlan> plan = PlanTraining(MustResolve(Parse(R"json({
     "task": "multiclass_segmentation",
     "model": {"unet": {"base_width": 4}},
     "data": {"kind": "synthetic_shapes_segmentation", "num_classes": 3, "num_samples": 12,
              "image_size": 32}
-  })json"));
+  })json")));
   ASSERT_TRUE(plan.ok()) << plan.status();
-  StatusOr<TrainingData> data = LoadTrainingData(plan->data, "data");
+  StatusOr<TrainingData> data = LoadTrainingData(plan->spec.data(), "data");
   ASSERT_TRUE(data.ok()) << data.status();
   EXPECT_TRUE(CheckDataFitsPlan(*plan, data->split).ok());
 }
@@ -93,9 +97,9 @@ TEST(LoadTrainingDataTest, ShapesSegmentationClassCountMatchesTheModel) {
 TEST(LoadTrainingDataTest, PathOutsideTheDataRootIsRefused) {
   const std::string root = (fs::temp_directory_path() / "selene_training_data_root").string();
   fs::create_directories(root);
-  DataRequest request;
+  spec::DataRequest request;
   request.task = train::Task::kBinarySegmentation;
-  request.kind = DataKind::kMoon;
+  request.kind = spec::DataKind::kMoon;
   request.path = "../elsewhere";
   StatusOr<TrainingData> data = LoadTrainingData(request, root);
   ASSERT_FALSE(data.ok());
@@ -104,8 +108,8 @@ TEST(LoadTrainingDataTest, PathOutsideTheDataRootIsRefused) {
 }
 
 TEST(LoadTrainingDataTest, MissingFolderIsNotFoundNamingIt) {
-  DataRequest request;
-  request.kind = DataKind::kTinyImageNet;
+  spec::DataRequest request;
+  request.kind = spec::DataKind::kTinyImageNet;
   request.path = "no-such-tiny-imagenet";
   StatusOr<TrainingData> data = LoadTrainingData(request, fs::temp_directory_path().string());
   ASSERT_FALSE(data.ok());
@@ -117,15 +121,15 @@ TEST(LoadTrainingDataTest, MissingFolderIsNotFoundNamingIt) {
 // model is planned for 128x128 (the loader resizes on the device).
 TEST(LoadTrainingDataTest, TinyImageNetSampleThroughThePlan) {
   SKIP_WITHOUT_SHARED_DATA();
-  StatusOr<TrainingPlan> plan = PlanTraining(Parse(R"json({
+  StatusOr<TrainingPlan> plan = PlanTraining(MustResolve(Parse(R"json({
     "task": "classification",
     "model": {"classifier": {}},
     "data": {"kind": "tiny_imagenet", "path": "tiny-imagenet-200-10c", "num_classes": 4,
              "image_size": 128}
-  })json"));
+  })json")));
   ASSERT_TRUE(plan.ok()) << plan.status();
   EXPECT_EQ(plan->trainer.input_size, 128);
-  StatusOr<TrainingData> data = LoadTrainingData(plan->data, SharedData());
+  StatusOr<TrainingData> data = LoadTrainingData(plan->spec.data(), SharedData());
   ASSERT_TRUE(data.ok()) << data.status();
   EXPECT_EQ(data->split.train.size(), 4 * 500);
   EXPECT_EQ(data->split.val.size(), 4 * 50);
@@ -136,9 +140,9 @@ TEST(LoadTrainingDataTest, TinyImageNetSampleThroughThePlan) {
 // A stop (a cancel, a shutdown) reaches data preparation: generation checks it between chunks of
 // images, so even images of 4096 x 4096, which take minutes to make, end at once.
 TEST(LoadTrainingDataTest, GenerationStopsWhenAskedAndReturnsCancelled) {
-  DataRequest request;
+  spec::DataRequest request;
   request.task = train::Task::kBinarySegmentation;
-  request.kind = DataKind::kSyntheticMoon;
+  request.kind = spec::DataKind::kSyntheticMoon;
   request.num_samples = 32;
   request.image_size = 4096;
   std::atomic<bool> stop(true);
@@ -153,11 +157,11 @@ TEST(LoadTrainingDataTest, GenerationStopsWhenAskedAndReturnsCancelled) {
 // load with Cancelled instead of decoding the other files.
 TEST(LoadTrainingDataTest, DecodingStopsWhenAskedAndReturnsCancelled) {
   SKIP_WITHOUT_SHARED_DATA();
-  StatusOr<TrainingPlan> plan = PlanTraining(Parse(R"json({
+  StatusOr<TrainingPlan> plan = PlanTraining(MustResolve(Parse(R"json({
     "task": "classification",
     "model": {"classifier": {}},
     "data": {"kind": "tiny_imagenet", "path": "tiny-imagenet-200-10c", "num_classes": 4}
-  })json"));
+  })json")));
   ASSERT_TRUE(plan.ok()) << plan.status();
   std::atomic<bool> stop(false);
   int64_t reports = 0;
@@ -168,7 +172,7 @@ TEST(LoadTrainingDataTest, DecodingStopsWhenAskedAndReturnsCancelled) {
     ++reports;
     if (done < total) stop.store(true);
   };
-  StatusOr<TrainingData> data = LoadTrainingData(plan->data, SharedData(), options);
+  StatusOr<TrainingData> data = LoadTrainingData(plan->spec.data(), SharedData(), options);
   EXPECT_EQ(data.status().code(), StatusCode::kCancelled) << data.status();
   EXPECT_THAT(data.status().message(), HasSubstr("cancelled while decoding"));
   EXPECT_GE(reports, 1);
@@ -179,7 +183,7 @@ TEST(LoadTrainingDataTest, DecodingStopsWhenAskedAndReturnsCancelled) {
 TEST(TinyImageNetTrainingTest, ShortRunLearnsAboveChance) {
   SKIP_WITHOUT_SHARED_DATA();
   train::ConfigureTorchThreads();
-  StatusOr<TrainingPlan> plan = PlanTraining(Parse(R"json({
+  StatusOr<TrainingPlan> plan = PlanTraining(MustResolve(Parse(R"json({
     "task": "classification",
     "model": {"classifier": {"stem_width": 16, "stage_widths": [16, 32, 64, 128],
                              "stage_blocks": [1, 1, 1, 1]}},
@@ -189,11 +193,11 @@ TEST(TinyImageNetTrainingTest, ShortRunLearnsAboveChance) {
     "training": {"epochs": 4, "batch_size": 64,
                  "optimizer": {"kind": "adamw", "lr": 0.003},
                  "schedule": {"kind": "cosine", "warmup_epochs": 1}, "seed": 3}
-  })json"));
+  })json")));
   ASSERT_TRUE(plan.ok()) << plan.status();
-  StatusOr<models::Network> network = BuildPlannedNetwork(*plan);
+  StatusOr<models::Network> network = spec::BuildNetwork(plan->spec);
   ASSERT_TRUE(network.ok()) << network.status();
-  StatusOr<TrainingData> data = LoadTrainingData(plan->data, SharedData());
+  StatusOr<TrainingData> data = LoadTrainingData(plan->spec.data(), SharedData());
   ASSERT_TRUE(data.ok()) << data.status();
   ASSERT_EQ(data->split.train.num_classes(), 10);
   train::Trainer trainer(*network, plan->trainer);

@@ -7,25 +7,38 @@
 
 #include <string>
 
+#include "spec/json_io.h"
+#include "spec/network_builder.h"
+#include "tests/testing/tiny_job_specs.h"
+
 namespace selene::jobs {
 namespace {
 
 using ::testing::HasSubstr;
 
 v1::JobSpec Parse(const std::string& json) {
-  StatusOr<v1::JobSpec> spec = ParseJobSpecJson(json);
+  StatusOr<v1::JobSpec> spec = spec::ParseJobSpecJson(json);
   EXPECT_TRUE(spec.ok()) << spec.status();
   return *spec;
 }
 
-v1::JobSpec MoonSpec() {
-  return Parse(R"json({
-    "task": "binary_segmentation",
-    "model": {"unet": {"base_width": 8}},
-    "data": {"kind": "synthetic_moon", "num_samples": 24, "image_size": 32},
-    "training": {"epochs": 3, "batch_size": 4}
-  })json");
+using ::selene::testing::MoonSpec;
+
+// The plan of `spec` as every caller makes it: resolved (validated), then planned.
+StatusOr<TrainingPlan> Plan(const v1::JobSpec& spec) {
+  SELENE_ASSIGN_OR_RETURN(spec::ResolvedJobSpec resolved, spec::ResolvedJobSpec::Resolve(spec));
+  return PlanTraining(resolved);
 }
+
+// U-Net base 8, 24 samples of 32x32, 3 epochs of batch 4; no monitor (the default: dice).
+const ::selene::testing::MoonSpecOptions kMoon = [] {
+  ::selene::testing::MoonSpecOptions moon;
+  moon.epochs = 3;
+  moon.base_width = 8;
+  moon.num_samples = 24;
+  moon.monitor = "";
+  return moon;
+}();
 
 TEST(PlanTrainingTest, MapsTheSpecIntoTrainerOptions) {
   const v1::JobSpec spec = Parse(R"json({
@@ -44,7 +57,7 @@ TEST(PlanTrainingTest, MapsTheSpecIntoTrainerOptions) {
       "seed": 9, "threads": 3, "precision": "bf16", "channels_last": true
     }
   })json");
-  StatusOr<TrainingPlan> plan = PlanTraining(spec);
+  StatusOr<TrainingPlan> plan = Plan(spec);
   ASSERT_TRUE(plan.ok()) << plan.status();
   const train::TrainerOptions& o = plan->trainer;
   EXPECT_EQ(o.task, train::Task::kClassification);
@@ -71,24 +84,25 @@ TEST(PlanTrainingTest, MapsTheSpecIntoTrainerOptions) {
   EXPECT_TRUE(o.channels_last);
   EXPECT_EQ(o.normalization.mean, (std::vector<double>{0.4, 0.4, 0.4}));
   EXPECT_EQ(o.normalization.std, (std::vector<double>{0.25, 0.25, 0.25}));
-  EXPECT_TRUE(o.checkpoint_dir.empty());  // the runner's
+  EXPECT_TRUE(o.best_checkpoint.empty());  // the run folder's
+  EXPECT_TRUE(o.last_checkpoint.empty());
   EXPECT_EQ(plan->threads, 3);
 
-  EXPECT_EQ(plan->network.family, models::Family::kClassifier);
-  EXPECT_EQ(plan->network.classifier.num_classes, 4);
-  EXPECT_EQ(plan->network.classifier.stage_widths, (std::vector<int64_t>{8, 16, 16, 32}));
-  EXPECT_EQ(plan->network.classifier.stage_strides, (std::vector<int64_t>{1, 2, 2, 2}));
-  EXPECT_EQ(plan->data.kind, DataKind::kSyntheticShapes);
-  EXPECT_EQ(plan->data.num_samples, 40);
+  EXPECT_EQ(plan->spec.network().family, models::Family::kClassifier);
+  EXPECT_EQ(plan->spec.network().classifier.num_classes, 4);
+  EXPECT_EQ(plan->spec.network().classifier.stage_widths, (std::vector<int64_t>{8, 16, 16, 32}));
+  EXPECT_EQ(plan->spec.network().classifier.stage_strides, (std::vector<int64_t>{1, 2, 2, 2}));
+  EXPECT_EQ(plan->spec.data().kind, spec::DataKind::kSyntheticShapes);
+  EXPECT_EQ(plan->spec.data().num_samples, 40);
 
   // The checkpoint metadata is the resolved spec, which parses back.
-  StatusOr<v1::JobSpec> metadata = ParseJobSpecJson(o.metadata, "metadata");
+  StatusOr<v1::JobSpec> metadata = spec::ParseJobSpecJson(o.metadata, "metadata");
   ASSERT_TRUE(metadata.ok()) << metadata.status();
   EXPECT_DOUBLE_EQ(metadata->training().optimizer().momentum(), 0.9);
 }
 
 TEST(PlanTrainingTest, SegmentationDefaults) {
-  StatusOr<TrainingPlan> plan = PlanTraining(MoonSpec());
+  StatusOr<TrainingPlan> plan = Plan(MoonSpec(kMoon));
   ASSERT_TRUE(plan.ok()) << plan.status();
   EXPECT_EQ(plan->trainer.task, train::Task::kBinarySegmentation);
   EXPECT_EQ(plan->trainer.loss.kind, train::LossKind::kBCEDice);
@@ -97,26 +111,26 @@ TEST(PlanTrainingTest, SegmentationDefaults) {
   EXPECT_TRUE(plan->trainer.channels_last);
   EXPECT_EQ(plan->trainer.optimizer.kind, train::OptimizerKind::kAdamW);
   EXPECT_DOUBLE_EQ(plan->trainer.optimizer.learning_rate, 1e-3);
-  EXPECT_EQ(plan->network.family, models::Family::kUNet);
-  EXPECT_EQ(plan->network.unet.out_channels, 1);
-  EXPECT_EQ(plan->network.unet.base_width, 8);
+  EXPECT_EQ(plan->spec.network().family, models::Family::kUNet);
+  EXPECT_EQ(plan->spec.network().unet.out_channels, 1);
+  EXPECT_EQ(plan->spec.network().unet.base_width, 8);
 }
 
 TEST(PlanTrainingTest, InvalidSpecIsInvalidArgument) {
-  v1::JobSpec spec = MoonSpec();
+  v1::JobSpec spec = MoonSpec(kMoon);
   spec.mutable_training()->set_batch_size(0);
-  StatusOr<TrainingPlan> plan = PlanTraining(spec);
+  StatusOr<TrainingPlan> plan = Plan(spec);
   ASSERT_FALSE(plan.ok());
   EXPECT_EQ(plan.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(plan.status().message()), HasSubstr("training.batch_size: 0"));
 }
 
 TEST(PlanTrainingTest, UnresolvedEncoderJobIsFailedPrecondition) {
-  v1::JobSpec spec = MoonSpec();
+  v1::JobSpec spec = MoonSpec(kMoon);
   auto* encoder = spec.mutable_model()->mutable_encoder_unet();
   encoder->set_encoder_mode(v1::ENCODER_MODE_FROZEN);
   encoder->set_encoder_job_id("job-7");
-  StatusOr<TrainingPlan> plan = PlanTraining(spec);
+  StatusOr<TrainingPlan> plan = Plan(spec);
   ASSERT_FALSE(plan.ok());
   EXPECT_EQ(plan.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(std::string(plan.status().message()), HasSubstr("encoder_job_id"));
@@ -124,23 +138,47 @@ TEST(PlanTrainingTest, UnresolvedEncoderJobIsFailedPrecondition) {
 
 TEST(PlanTrainingTest, MissingCudaIsFailedPrecondition) {
   if (torch::cuda::is_available()) GTEST_SKIP() << "this machine has CUDA";
-  v1::JobSpec spec = MoonSpec();
+  v1::JobSpec spec = MoonSpec(kMoon);
   spec.mutable_training()->set_device("cuda:0");
-  StatusOr<TrainingPlan> plan = PlanTraining(spec);
+  StatusOr<TrainingPlan> plan = Plan(spec);
   ASSERT_FALSE(plan.ok());
   EXPECT_EQ(plan.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(std::string(plan.status().message()), HasSubstr("training.device"));
 }
 
-TEST(BuildPlannedNetworkTest, BuildsTheSpecifiedNetwork) {
-  StatusOr<TrainingPlan> plan = PlanTraining(MoonSpec());
+TEST(PlanTrainingTest, BuildsTheSpecifiedNetwork) {
+  StatusOr<TrainingPlan> plan = Plan(MoonSpec(kMoon));
   ASSERT_TRUE(plan.ok()) << plan.status();
-  StatusOr<models::Network> network = BuildPlannedNetwork(*plan);
+  StatusOr<models::Network> network = spec::BuildNetwork(plan->spec);
   ASSERT_TRUE(network.ok()) << network.status();
   torch::NoGradGuard no_grad;
   (*network)->eval();
   EXPECT_EQ((*network)->forward(torch::zeros({1, 3, 32, 32})).sizes(),
             (std::vector<int64_t>{1, 1, 32, 32}));
+}
+
+// The model factory names the job spec's own fields (NetworkSpec::field_prefix "model."), so
+// its refusals need no rewriting on the way out.
+TEST(PlanTrainingTest, NetworkRefusalsNameTheSpecsFields) {
+  v1::JobSpec over = MoonSpec(kMoon);
+  over.mutable_model()->set_parameter_budget(1000);
+  StatusOr<TrainingPlan> plan = Plan(over);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  StatusOr<models::Network> network = spec::BuildNetwork(plan->spec);
+  ASSERT_FALSE(network.ok());
+  EXPECT_EQ(network.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(network.status().message()),
+              HasSubstr("model.parameter_budget: model has "));
+  EXPECT_THAT(std::string(network.status().message()), HasSubstr("over the budget of 1,000"));
+
+  over.mutable_model()->set_fit_width_to_budget(true);
+  plan = Plan(over);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  network = spec::BuildNetwork(plan->spec);
+  ASSERT_FALSE(network.ok());
+  EXPECT_THAT(std::string(network.status().message()),
+              HasSubstr("model.parameter_budget: even the narrowest model (model.unet.base_width "
+                        "1) has "));
 }
 
 }  // namespace

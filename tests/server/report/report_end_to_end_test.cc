@@ -13,12 +13,14 @@
 #include <sstream>
 #include <string>
 
-#include "server/jobs/job_spec.h"
 #include "server/report/confusion_plot.h"
 #include "server/report/curves_plot.h"
 #include "server/report/report_markdown.h"
 #include "server/report/sample_grid.h"
 #include "server/train/synthetic_data.h"
+#include "spec/json_io.h"
+#include "tests/testing/files.h"
+#include "tests/testing/tiny_job_specs.h"
 
 namespace selene::report {
 namespace {
@@ -61,10 +63,7 @@ std::vector<train::EpochRecord> History(train::Task task, int epochs) {
 
 // Every ![alt](file) of report.md names a decodable image in the same folder.
 void ExpectImagesResolve(const std::filesystem::path& report, int expected) {
-  std::ifstream in(report);
-  std::stringstream text;
-  text << in.rdbuf();
-  const std::string md = text.str();
+  const std::string md = testing::ReadFile(report);
   const std::regex link(R"(!\[[^\]]*\]\(([^)]+)\))");
   int found = 0;
   for (auto it = std::sregex_iterator(md.begin(), md.end(), link); it != std::sregex_iterator();
@@ -93,11 +92,11 @@ TEST(ReportEndToEndTest, BinarySegmentationRunOnSyntheticMoon) {
   ASSERT_TRUE(WriteCurvesPng((dir / "curves.png").string(), history, moon.task, 9).ok());
 
   StatusOr<v1::JobSpec> spec =
-      jobs::LoadJobSpecFile(std::string(SELENE_CONFIGS_DIR) + "/encoder_unet_moon_finetune.json");
+      spec::LoadJobSpecFile(std::string(SELENE_CONFIGS_DIR) + "/encoder_unet_moon_finetune.json");
   ASSERT_TRUE(spec.ok()) << spec.status();
   ReportInputs in;
   in.title = "moon-encoder-finetune";
-  in.resolved_spec = jobs::ResolveDefaults(*spec);
+  in.spec = std::make_shared<const spec::ResolvedJobSpec>(testing::MustResolve(*spec));
   in.parameters = 3455537;
   in.architecture_table = "(models::FormatSummary output)";
   in.data_summary = "synthetic_moon: 6 images of 64x64";
@@ -151,9 +150,11 @@ TEST(ReportEndToEndTest, ClassificationRunOnSyntheticShapes) {
 
   ReportInputs in;
   in.title = "shapes-classifier";
-  in.resolved_spec.set_task(v1::TASK_CLASSIFICATION);
-  in.resolved_spec.mutable_model()->mutable_classifier();
-  in.resolved_spec.mutable_data()->set_kind(v1::DATA_KIND_SYNTHETIC_SHAPES);
+  v1::JobSpec classifier;
+  classifier.set_task(v1::TASK_CLASSIFICATION);
+  classifier.mutable_model()->mutable_classifier();
+  classifier.mutable_data()->set_kind(v1::DATA_KIND_SYNTHETIC_SHAPES);
+  in.spec = std::make_shared<const spec::ResolvedJobSpec>(testing::MustResolve(classifier));
   in.parameters = 2846440;
   in.history = history;
   in.best_epoch = 17;

@@ -7,13 +7,16 @@
 #include <sstream>
 #include <string>
 
+#include "tests/testing/files.h"
+#include "tests/testing/tiny_job_specs.h"
+
 namespace selene::report {
 namespace {
 
 ReportInputs MultiClassRun(int epochs) {
   ReportInputs in;
   in.title = "shapes-multiclass";
-  v1::JobSpec& spec = in.resolved_spec;
+  v1::JobSpec spec;
   spec.set_task(v1::TASK_MULTICLASS_SEGMENTATION);
   spec.mutable_model()->mutable_unet()->set_base_width(16);
   spec.mutable_data()->set_kind(v1::DATA_KIND_SYNTHETIC_SHAPES_SEGMENTATION);
@@ -32,6 +35,7 @@ ReportInputs MultiClassRun(int epochs) {
   t.mutable_loss()->set_dice_weight(0.5);
   t.set_monitor("mean_dice");
   t.set_seed(7);
+  in.spec = std::make_shared<const spec::ResolvedJobSpec>(testing::MustResolve(spec));
   in.architecture_table = "stage  in  out  stride  parameters\ndown1   3   16       1  2,768\n";
   in.parameters = 1942577;
   in.data_summary = "synthetic shapes: 800 train, 200 val, 64x64";
@@ -55,12 +59,10 @@ ReportInputs MultiClassRun(int epochs) {
 
 TEST(ReportMarkdownTest, HasEverySectionTablesAndImages) {
   const ReportInputs in = MultiClassRun(4);
-  const std::string path = ::testing::TempDir() + "report.md";
+  const testing::TempDir dir;
+  const std::string path = dir / "report.md";
   ASSERT_TRUE(WriteReportMarkdown(path, in).ok());
-  std::ifstream file(path);
-  std::stringstream text;
-  text << file.rdbuf();
-  const std::string md = text.str();
+  const std::string md = testing::ReadFile(path);
   EXPECT_EQ(md.rfind("# shapes-multiclass\n", 0), 0u) << md;
   size_t last = 0;
   for (const char* section : {"## Metrics", "## Hyperparameters", "## Architecture", "## Data",
@@ -84,7 +86,10 @@ TEST(ReportMarkdownTest, HasEverySectionTablesAndImages) {
   EXPECT_NE(md.find("| disc       | 0.6000 | 0.4500 |"), std::string::npos) << md;
   // Hyperparameters.
   EXPECT_NE(md.find("AdamW, lr 0.002, weight decay 0.01"), std::string::npos) << md;
-  EXPECT_NE(md.find("cross-entropy + Dice (CE weight 0.5, Dice weight 0.5)"), std::string::npos);
+  // The resolved spec fills dice_smooth's default (1), which the report shows like any setting.
+  EXPECT_NE(md.find("cross-entropy + Dice (CE weight 0.5, Dice weight 0.5, Dice smooth 1)"),
+            std::string::npos)
+      << md;
   EXPECT_NE(md.find("| augmentation      | horizontal flip"), std::string::npos) << md;
   EXPECT_NE(md.find("| seed              | 7 "), std::string::npos) << md;
   // Architecture and data in code blocks.

@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_split.h"
 #include "server/report/run_summary.h"
+#include "tests/testing/files.h"
 
 namespace selene::report {
 namespace {
@@ -98,8 +99,8 @@ TEST(RunComparisonTest, OneTablePerTaskAndUndefinedValues) {
 }
 
 TEST(RunComparisonTest, CompareRunDirsReadsSummariesAndNamesMissingOnes) {
-  const std::filesystem::path root = std::filesystem::path(::testing::TempDir()) / "compare";
-  std::filesystem::remove_all(root);
+  const testing::TempDir dir;
+  const std::filesystem::path root = dir / "compare";
   std::filesystem::create_directories(root / "unet");
   std::filesystem::create_directories(root / "frozen");
   std::filesystem::create_directories(root / "empty");

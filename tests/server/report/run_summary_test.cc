@@ -9,6 +9,8 @@
 #include <string>
 
 #include "server/train/trainer.h"
+#include "tests/testing/files.h"
+#include "tests/testing/tiny_job_specs.h"
 
 namespace selene::report {
 namespace {
@@ -35,6 +37,7 @@ v1::JobSpec EncoderSpec() {
   spec.set_name("moon-encoder-frozen");
   spec.set_task(v1::TASK_BINARY_SEGMENTATION);
   spec.mutable_model()->mutable_encoder_unet()->set_encoder_mode(v1::ENCODER_MODE_FROZEN);
+  spec.mutable_model()->mutable_encoder_unet()->set_encoder_checkpoint("classifier/best.pt");
   spec.mutable_data()->set_kind(v1::DATA_KIND_SYNTHETIC_MOON);
   spec.mutable_data()->set_image_size(64);
   spec.mutable_training()->set_monitor("dice");
@@ -42,8 +45,8 @@ v1::JobSpec EncoderSpec() {
 }
 
 TEST(RunSummaryTest, MadeFromSpecAndResult) {
-  const v1::RunSummary s =
-      MakeRunSummary("moon-frozen", EncoderSpec(), 3455537, ThreeEpochs(), 12.5);
+  const v1::RunSummary s = MakeRunSummary("moon-frozen", testing::MustResolve(EncoderSpec()),
+                                          3455537, ThreeEpochs(), 12.5);
   EXPECT_EQ(s.name(), "moon-frozen");
   EXPECT_EQ(s.task(), v1::TASK_BINARY_SEGMENTATION);
   EXPECT_EQ(s.model_family(), "encoder_unet");
@@ -66,7 +69,9 @@ TEST(RunSummaryTest, MadeFromSpecAndResult) {
   v1::JobSpec unet;
   unet.set_task(v1::TASK_CLASSIFICATION);
   unet.mutable_model()->mutable_classifier();
-  const v1::RunSummary c = MakeRunSummary("c", unet, 10, train::TrainResult{}, 0.0);
+  unet.mutable_data()->set_kind(v1::DATA_KIND_SYNTHETIC_SHAPES);
+  const v1::RunSummary c =
+      MakeRunSummary("c", testing::MustResolve(unet), 10, train::TrainResult{}, 0.0);
   EXPECT_EQ(c.model_family(), "classifier");
   EXPECT_EQ(c.encoder_mode(), "");
   EXPECT_EQ(c.monitor(), "top1") << "the task's headline when the spec has none";
@@ -75,20 +80,21 @@ TEST(RunSummaryTest, MadeFromSpecAndResult) {
 
   v1::JobSpec scratch = EncoderSpec();
   scratch.mutable_model()->mutable_encoder_unet()->clear_encoder_mode();
-  EXPECT_EQ(MakeRunSummary("s", scratch, 1, ThreeEpochs(), 0).encoder_mode(), "scratch");
+  scratch.mutable_model()->mutable_encoder_unet()->clear_encoder_checkpoint();
+  EXPECT_EQ(MakeRunSummary("s", testing::MustResolve(scratch), 1, ThreeEpochs(), 0).encoder_mode(),
+            "scratch");
 }
 
 TEST(RunSummaryTest, JsonRoundTripKeepsEveryField) {
-  const v1::RunSummary s =
-      MakeRunSummary("moon-frozen", EncoderSpec(), 3455537, ThreeEpochs(), 12.5);
-  const std::string path = ::testing::TempDir() + "run_summary.json";
+  const v1::RunSummary s = MakeRunSummary("moon-frozen", testing::MustResolve(EncoderSpec()),
+                                          3455537, ThreeEpochs(), 12.5);
+  const testing::TempDir dir;
+  const std::string path = dir / "run_summary.json";
   ASSERT_TRUE(WriteRunSummaryJson(path, s).ok());
-  std::ifstream in(path);
-  std::stringstream text;
-  text << in.rdbuf();
-  EXPECT_NE(text.str().find("\"encoder_mode\": \"frozen\""), std::string::npos) << text.str();
-  EXPECT_NE(text.str().find("\"best_metrics\""), std::string::npos);
-  EXPECT_NE(text.str().find("\"cancelled\": false"), std::string::npos) << "zero fields too";
+  const std::string text = testing::ReadFile(path);
+  EXPECT_NE(text.find("\"encoder_mode\": \"frozen\""), std::string::npos) << text;
+  EXPECT_NE(text.find("\"best_metrics\""), std::string::npos);
+  EXPECT_NE(text.find("\"cancelled\": false"), std::string::npos) << "zero fields too";
 
   StatusOr<v1::RunSummary> back = ReadRunSummaryJson(path);
   ASSERT_TRUE(back.ok()) << back.status();
@@ -108,7 +114,8 @@ TEST(RunSummaryTest, ReadErrorsNameTheFile) {
   EXPECT_EQ(missing.status().code(), StatusCode::kNotFound);
   EXPECT_NE(missing.status().message().find("/nonexistent/run_summary.json"), std::string::npos);
 
-  const std::string path = ::testing::TempDir() + "bad_summary.json";
+  const testing::TempDir dir;
+  const std::string path = dir / "bad_summary.json";
   std::ofstream(path) << "{\"epochs_run\": \"many\"}";
   StatusOr<v1::RunSummary> bad = ReadRunSummaryJson(path);
   EXPECT_EQ(bad.status().code(), StatusCode::kInvalidArgument);

@@ -105,7 +105,7 @@ TEST(DecodeImageTest, RefusesEmptyAndUndecodableBytesNamingThem) {
 
 TEST(DecodeImageTest, RefusesTooManyPixelsNamingTheSizeAndTheLimit) {
   const cv::Mat image = TestImage(200, 100, 3, 6);
-  for (const std::string& ext : {".png", ".jpg", ".bmp", ".ppm"}) {
+  for (const char* ext : {".png", ".jpg", ".bmp", ".ppm"}) {
     SCOPED_TRACE(ext);
     StatusOr<cv::Mat> refused = DecodeImage(Encode(ext, image), 3, 19999);
     EXPECT_EQ(refused.status().code(), StatusCode::kInvalidArgument);
@@ -117,7 +117,7 @@ TEST(DecodeImageTest, RefusesTooManyPixelsNamingTheSizeAndTheLimit) {
 
 TEST(PeekImageSizeTest, ReadsPngJpegAndBmpHeadersWithoutDecoding) {
   const cv::Mat image = TestImage(123, 45, 3, 7);
-  for (const std::string& ext : {".png", ".jpg", ".bmp"}) {
+  for (const char* ext : {".png", ".jpg", ".bmp"}) {
     SCOPED_TRACE(ext);
     const ImageHeaderSize size = PeekImageSize(Encode(ext, image));
     EXPECT_EQ(size.width, 123);

@@ -137,7 +137,7 @@ TEST_F(InferenceEngineTest, BinaryMaskIsTheThresholdedLogitsInTheImagesRgbOrder)
 }
 
 TEST_F(InferenceEngineTest, AnImageOfAnotherSizeGetsAMaskOfThatSize) {
-  for (const std::string& model : {"job-1", "job-2"}) {
+  for (const char* model : {"job-1", "job-2"}) {
     SCOPED_TRACE(model);
     const v1::SegmentResponse response = Segment(engine_, model, TestImage(50, 37, 3, 2), true);
     EXPECT_EQ(response.width(), 50);
@@ -227,11 +227,14 @@ TEST_F(InferenceEngineTest, MultiClassMaskHoldsClassIdsAndSharesSumToOne) {
   EXPECT_LE(max_id, 3);
   ASSERT_EQ(response.class_shares_size(), 4);
   double total = 0;
+  int id = 0;  // the classes in id order: each share is its id's share of the mask's pixels
   for (const char* name : {"background", "disc", "square", "triangle"}) {
     ASSERT_TRUE(response.class_shares().contains(name)) << name;
     const double share = response.class_shares().at(name);
-    EXPECT_GE(share, 0.0);
+    EXPECT_NEAR(share, cv::countNonZero(mask == id) / static_cast<double>(mask.total()), 1e-12)
+        << name;
     total += share;
+    ++id;
   }
   EXPECT_NEAR(total, 1.0, 1e-9);
   EXPECT_NEAR(response.class_shares().at("disc"),
@@ -263,7 +266,9 @@ TEST_F(InferenceEngineTest, ClassifyReturnsTopKMostProbableFirst) {
   const std::vector<std::string> names = {"disc", "square", "triangle", "star"};
   for (int i = 0; i < 4; ++i) {
     const v1::LabelProbability& label = all->labels(i);
-    if (i > 0) EXPECT_GE(all->labels(i - 1).probability(), label.probability());
+    if (i > 0) {
+      EXPECT_GE(all->labels(i - 1).probability(), label.probability());
+    }
     EXPECT_EQ(label.label(), names[label.class_index()]);
     seen[label.class_index()] = true;
     sum += label.probability();
@@ -342,7 +347,7 @@ TEST_F(InferenceEngineTest, ConcurrentBatchedCallsAnswerExactlyAsOneByOneCalls) 
   ModelRegistry batched_registry(&catalog_, batched_options);
   InferenceEngine batched(&batched_registry);
 
-  for (const std::string& model : {"job-1", "job-2"}) {
+  for (const char* model : {"job-1", "job-2"}) {
     SCOPED_TRACE(model);
     constexpr int kRequests = 8;
     std::vector<cv::Mat> images;

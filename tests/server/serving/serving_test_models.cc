@@ -13,9 +13,12 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
-#include "server/jobs/job_spec.h"
-#include "server/jobs/training_plan.h"
+#include "common/run_folder.h"
 #include "server/train/checkpoint.h"
+#include "spec/json_io.h"
+#include "spec/network_builder.h"
+#include "spec/resolved_job_spec.h"
+#include "tests/testing/files.h"
 
 namespace selene::serving::testing {
 
@@ -85,21 +88,19 @@ std::string TinyClassifierSpec() {
 }
 
 std::string TestRoot() {
-  const std::filesystem::path root =
-      std::filesystem::path(::testing::TempDir()) / absl::StrCat("selene_serving_", ::getpid());
-  std::filesystem::create_directories(root);
-  return root.string();
+  static const std::string root = ::selene::testing::MakeTempDir("selene-serving-models");
+  return root;
 }
 
 ServableModelRecord MakeJob(const std::string& job_id, const std::string& spec_json,
                             int64_t finish_order, const std::vector<std::string>& class_names,
                             uint64_t seed) {
-  StatusOr<v1::JobSpec> spec = jobs::ParseJobSpecJson(spec_json);
+  StatusOr<v1::JobSpec> spec = spec::ParseJobSpecJson(spec_json);
   EXPECT_TRUE(spec.ok()) << spec.status();
-  StatusOr<jobs::TrainingPlan> plan = jobs::PlanTraining(*spec);
-  EXPECT_TRUE(plan.ok()) << plan.status();
+  StatusOr<spec::ResolvedJobSpec> resolved = spec::ResolvedJobSpec::Resolve(*spec);
+  EXPECT_TRUE(resolved.ok()) << resolved.status();
   torch::manual_seed(seed);
-  StatusOr<models::Network> network = jobs::BuildPlannedNetwork(*plan);
+  StatusOr<models::Network> network = spec::BuildNetwork(*resolved);
   EXPECT_TRUE(network.ok()) << network.status();
   {
     torch::NoGradGuard no_grad;
@@ -116,10 +117,11 @@ ServableModelRecord MakeJob(const std::string& job_id, const std::string& spec_j
   {
     torch::NoGradGuard no_grad;
     (*network)->eval();
-    const int64_t side = plan->resolved_spec.data().image_size();
-    const int64_t channels = plan->network.family == models::Family::kClassifier
-                                 ? plan->network.classifier.in_channels
-                                 : plan->network.unet.in_channels;
+    const int64_t side = resolved->proto().data().image_size();
+    const models::NetworkSpec& described = resolved->network();
+    const int64_t channels = described.family == models::Family::kClassifier
+                                 ? described.classifier.in_channels
+                                 : described.unet.in_channels;
     std::vector<torch::Tensor> images;
     for (int i = 0; i < 8; ++i) {
       cv::Mat image = TestImage(static_cast<int>(side), static_cast<int>(side),
@@ -140,19 +142,20 @@ ServableModelRecord MakeJob(const std::string& job_id, const std::string& spec_j
   }
   const std::filesystem::path dir = std::filesystem::path(TestRoot()) / job_id;
   std::filesystem::create_directories(dir);
-  const std::string path = (dir / "best.pt").string();
+  const RunFolder folder(dir.string());
+  const std::string path = folder.best_checkpoint();
   const Status saved =
-      train::SaveCheckpoint(path, **network, jobs::JobSpecToJson(plan->resolved_spec, false));
+      train::SaveCheckpoint(path, **network, spec::JobSpecToJson(resolved->proto(), false));
   EXPECT_TRUE(saved.ok()) << saved;
-  std::filesystem::remove(dir / "class_names.txt");
+  std::filesystem::remove(folder.class_names());
   if (!class_names.empty()) {
-    std::ofstream((dir / "class_names.txt").string()) << absl::StrJoin(class_names, "\n") << "\n";
+    std::ofstream(folder.class_names()) << absl::StrJoin(class_names, "\n") << "\n";
   }
   ServableModelRecord record;
   record.job_id = job_id;
-  record.name = plan->resolved_spec.name();
+  record.name = resolved->proto().name();
   record.checkpoint_path = path;
-  record.spec = plan->resolved_spec;
+  record.spec = resolved->proto();
   record.finish_order = finish_order;
   return record;
 }

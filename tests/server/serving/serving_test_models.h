@@ -41,7 +41,7 @@ std::string TinyBinarySpec();      // U-Net base 4, binary
 std::string TinyMultiClassSpec();  // U-Net base 4, 3 shapes + background = 4 classes
 std::string TinyClassifierSpec();  // classifier, 4 classes
 
-// A per-process folder under the test temp dir.
+// A per-process temporary folder (tests/testing/files.h) for the test models.
 std::string TestRoot();
 
 // Builds the spec's network with seeded random weights and BatchNorm statistics (so eval mode

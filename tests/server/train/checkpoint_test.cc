@@ -8,6 +8,7 @@
 #include "models/seeded_randomness.h"
 #include "server/train/optimization.h"
 #include "tests/server/train/tiny_network.h"
+#include "tests/testing/files.h"
 
 namespace selene::train {
 namespace {
@@ -16,15 +17,9 @@ using testing::MakeTinyNetwork;
 
 class CheckpointTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() /
-           ("selene_checkpoint_test_" + std::to_string(::getpid()));
-    std::filesystem::create_directories(dir_);
-  }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
-  std::string Path(const std::string& name) const { return (dir_ / name).string(); }
+  std::string Path(const std::string& name) const { return dir_ / name; }
 
-  std::filesystem::path dir_;
+  ::selene::testing::TempDir dir_{"selene-checkpoint-test"};
 };
 
 TEST_F(CheckpointTest, RoundTripGivesIdenticalOutputs) {

@@ -4,18 +4,16 @@
 
 #include <cmath>
 #include <filesystem>
-#include <fstream>
 #include <sstream>
+#include <string>
+
+#include "tests/testing/files.h"
 
 namespace selene::train {
 namespace {
 
-std::string ReadAll(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
+using ::selene::testing::ReadFile;
+using ::selene::testing::TempDir;
 
 TrainResult TwoEpochs() {
   TrainResult result;
@@ -35,9 +33,10 @@ TrainResult TwoEpochs() {
 }
 
 TEST(RunArtifactsTest, HistoryCsvHasOneRowPerEpochAndQuotesNames) {
-  const std::string path = ::testing::TempDir() + "history.csv";
+  TempDir dir;
+  const std::string path = dir / "history.csv";
   ASSERT_TRUE(WriteHistoryCsv(path, TwoEpochs().history).ok());
-  std::istringstream lines(ReadAll(path));
+  std::istringstream lines(ReadFile(path));
   std::string header, row1, row2, extra;
   std::getline(lines, header);
   std::getline(lines, row1);
@@ -52,9 +51,10 @@ TEST(RunArtifactsTest, HistoryCsvHasOneRowPerEpochAndQuotesNames) {
 }
 
 TEST(RunArtifactsTest, MetricsJsonNamesBestAndFinalEpochs) {
-  const std::string path = ::testing::TempDir() + "metrics.json";
+  TempDir dir;
+  const std::string path = dir / "metrics.json";
   ASSERT_TRUE(WriteMetricsJson(path, TwoEpochs(), "top1").ok());
-  const std::string json = ReadAll(path);
+  const std::string json = ReadFile(path);
   EXPECT_NE(json.find("\"monitor\": \"top1\""), std::string::npos) << json;
   EXPECT_NE(json.find("\"higher_is_better\": true"), std::string::npos);
   EXPECT_NE(json.find("\"best_value\": 0.25"), std::string::npos);
@@ -66,8 +66,7 @@ TEST(RunArtifactsTest, MetricsJsonNamesBestAndFinalEpochs) {
 TEST(RunArtifactsTest, UnwritablePathIsAnError) {
   Status status = WriteHistoryCsv("/nonexistent-dir/history.csv", {});
   EXPECT_FALSE(status.ok());
-  EXPECT_NE(std::string(status.message()).find("/nonexistent-dir/history.csv"),
-            std::string::npos);
+  EXPECT_NE(std::string(status.message()).find("/nonexistent-dir/history.csv"), std::string::npos);
 }
 
 }  // namespace

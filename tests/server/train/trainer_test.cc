@@ -11,8 +11,10 @@
 #include <utility>
 #include <vector>
 
+#include "common/run_folder.h"
 #include "server/train/checkpoint.h"
 #include "tests/server/train/tiny_network.h"
+#include "tests/testing/files.h"
 #include "tests/testing/small_disk.h"
 
 namespace selene::train {
@@ -24,10 +26,7 @@ using testing::MakeTinyNetwork;
 class TrainerTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() /
-           ("selene_trainer_test_" + std::to_string(::getpid()) + "_" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    std::filesystem::remove_all(dir_);
+    dir_ = temp_.path();
     data_.train = MakeSquares(48, 16, 1);
     data_.val = MakeSquares(16, 16, 2);
     options_.task = Task::kBinarySegmentation;
@@ -38,10 +37,15 @@ class TrainerTest : public ::testing::Test {
     options_.schedule.kind = ScheduleKind::kCosine;
     options_.schedule.warmup_epochs = 1;
     options_.monitor = "dice";
-    options_.checkpoint_dir = dir_.string();
+    UseCheckpointFolder(dir_.string());
   }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
 
+  void UseCheckpointFolder(const std::string& folder) {
+    options_.best_checkpoint = RunFolder(folder).best_checkpoint();
+    options_.last_checkpoint = RunFolder(folder).last_checkpoint();
+  }
+
+  ::selene::testing::TempDir temp_{"selene-trainer-test"};
   std::filesystem::path dir_;
   TrainValSplit data_;
   TrainerOptions options_;
@@ -63,7 +67,15 @@ TEST_F(TrainerTest, LearnsAndWritesBestAndLastCheckpoints) {
   EXPECT_EQ(steps_seen, 4 * 6);
   EXPECT_LT(result->history.back().train_loss, result->history.front().train_loss);
   EXPECT_GT(result->history.back().val_metrics.at("dice"), 0.5);
-  EXPECT_GE(result->best_epoch, 0);
+  // The best epoch is the first with the highest validation dice.
+  int64_t highest = 0;
+  for (int64_t e = 1; e < static_cast<int64_t>(result->history.size()); ++e) {
+    if (result->history[e].val_metrics.at("dice") >
+        result->history[highest].val_metrics.at("dice")) {
+      highest = e;
+    }
+  }
+  ASSERT_EQ(result->best_epoch, highest);
   EXPECT_DOUBLE_EQ(result->best_value, result->history[result->best_epoch].val_metrics.at("dice"));
   EXPECT_TRUE(std::filesystem::exists(dir_ / "best.pt"));
   EXPECT_TRUE(std::filesystem::exists(dir_ / "last.pt"));
@@ -88,7 +100,7 @@ TEST_F(TrainerTest, ResumedRunContinuesExactlyWhereItStopped) {
   ASSERT_TRUE(full.ok()) << full.status();
 
   // Same run in a new folder, cancelled in the middle of epoch 2, then resumed by a new Trainer.
-  options_.checkpoint_dir = (dir_ / "interrupted").string();
+  UseCheckpointFolder((dir_ / "interrupted").string());
   std::atomic<bool> cancel{false};
   TrainerCallbacks callbacks;
   callbacks.on_step = [&](const StepProgress& p) {
@@ -123,7 +135,7 @@ TEST_F(TrainerTest, AStopDuringValidationResumesWithoutTrainingTheEpochAgain) {
   StatusOr<TrainResult> full = straight.Run(data_);
   ASSERT_TRUE(full.ok()) << full.status();
 
-  options_.checkpoint_dir = (dir_ / "interrupted").string();
+  UseCheckpointFolder((dir_ / "interrupted").string());
   std::atomic<bool> cancel{false};
   TrainerCallbacks callbacks;
   callbacks.on_step = [&](const StepProgress& p) {
@@ -136,7 +148,7 @@ TEST_F(TrainerTest, AStopDuringValidationResumesWithoutTrainingTheEpochAgain) {
   EXPECT_EQ(partial->history.size(), 1u);
   TrainingState saved;
   models::Network probe = MakeTinyNetwork();
-  ASSERT_TRUE(LoadCheckpoint(options_.checkpoint_dir + "/last.pt", *probe, nullptr, &saved).ok());
+  ASSERT_TRUE(LoadCheckpoint(options_.last_checkpoint, *probe, nullptr, &saved).ok());
   ASSERT_EQ(saved.trained_unvalidated.size(), 1u);
   EXPECT_EQ(saved.trained_unvalidated[0].epoch, 1);
 
@@ -182,13 +194,13 @@ TEST_F(TrainerTest, AFullDiskEndsTheRunWithTheFileNamedAndKeepsTheLastGoodCheckp
   StatusOr<std::unique_ptr<selene::testing::SmallDisk>> disk =
       selene::testing::SmallDisk::Mount((dir_ / "disk").string(), int64_t{8} << 20);
   if (!disk.ok()) GTEST_SKIP() << disk.status().message();
-  options_.checkpoint_dir = (*disk)->dir();
+  UseCheckpointFolder((*disk)->dir());
   std::vector<int64_t> reported;
   TrainerCallbacks callbacks;
   callbacks.on_epoch = [&](const EpochRecord& record) {
     reported.push_back(record.epoch);
     // The epoch's checkpoints are on disk before it is reported.
-    EXPECT_TRUE(std::filesystem::exists(options_.checkpoint_dir + "/last.pt"));
+    EXPECT_TRUE(std::filesystem::exists(options_.last_checkpoint));
     ASSERT_TRUE((*disk)->FillLeaving(0).ok());
   };
   Trainer trainer(MakeTinyNetwork(), options_);
@@ -207,8 +219,7 @@ TEST_F(TrainerTest, AFullDiskEndsTheRunWithTheFileNamedAndKeepsTheLastGoodCheckp
   (*disk)->Free();
   TrainingState state;
   models::Network restored = MakeTinyNetwork();
-  ASSERT_TRUE(
-      LoadCheckpoint(options_.checkpoint_dir + "/last.pt", *restored, nullptr, &state).ok());
+  ASSERT_TRUE(LoadCheckpoint(options_.last_checkpoint, *restored, nullptr, &state).ok());
   EXPECT_EQ(state.next_epoch, 1);
   EXPECT_EQ(state.history.size(), 1u);
 }
