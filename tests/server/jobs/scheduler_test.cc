@@ -293,8 +293,10 @@ TEST_F(SchedulerTest, CancelsAQueuedJobAtOnceAndARunningOneWithinAStep) {
   }
   EXPECT_LE(steps_after, 1);  // at most the step under way
 
-  // The queued job never started, even once the slot was free.
-  absl::SleepFor(absl::Milliseconds(200));
+  // The queued job never started, even once the slot was free: a job submitted after it runs
+  // to its end, and the queue would have given the slot to the earlier job first.
+  const std::string later = Submit(scheduler, MoonSpec("later", 1));
+  EXPECT_EQ(WaitTerminal(later).state(), v1::JOB_STATE_SUCCEEDED);
   const v1::Job never = Get(queued);
   EXPECT_EQ(never.state(), v1::JOB_STATE_CANCELLED);
   EXPECT_EQ(never.attempts(), 0);
