@@ -34,15 +34,16 @@ FROM debian:bookworm
 ENV DEBIAN_FRONTEND=noninteractive
 # The packages of the libraries the binaries link directly (readelf -d NEEDED, then dpkg -S):
 # LibTorch 1.13, OpenCV core/imgproc/imgcodecs 4.6, gRPC 1.51 (grpc++ with reflection, and core),
-# protobuf 3.21, Abseil, SQLite, OpenSSL. apt brings their own dependencies. libopenblas0-openmp
-# is not linked directly but provides libblas.so.3 for LibTorch: without it torch falls back to
-# the reference BLAS and convolutions and matmuls run 2-4x slower.
+# protobuf 3.21, Abseil, SQLite, libpq (the PostgreSQL job store of fleet mode), OpenSSL. apt
+# brings their own dependencies. libopenblas0-openmp is not linked directly but provides
+# libblas.so.3 for LibTorch: without it torch falls back to the reference BLAS and convolutions
+# and matmuls run 2-4x slower.
 RUN apt-get update -q \
  && apt-get install -y -q --no-install-recommends \
       libtorch1.13 libopenblas0-openmp \
       libopencv-core406 libopencv-imgproc406 libopencv-imgcodecs406 \
       libgrpc++1.51 libgrpc29 libprotobuf32 libabsl20220623 \
-      libsqlite3-0 libssl3 \
+      libsqlite3-0 libpq5 libssl3 \
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb
 
 # A fixed numeric uid/gid so Kubernetes' runAsNonRoot can verify it and volume ownership is

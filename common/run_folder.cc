@@ -58,11 +58,15 @@ std::vector<std::string> RunFolder::ReadClassNames() const {
   return names;
 }
 
+bool RunFolder::IsTemporary(std::string_view name) {
+  return name.find(".tmp-") != std::string_view::npos || EndsWith(name, ".tmp");
+}
+
 void RunFolder::RemoveTemporaryFiles() const {
   std::error_code error;
   for (fs::directory_iterator it(path_, error), end; !error && it != end; it.increment(error)) {
     const std::string name = it->path().filename().string();
-    if (name.find(".tmp-") != std::string::npos || EndsWith(name, ".tmp")) {
+    if (IsTemporary(name)) {
       std::error_code ignored;
       fs::remove(it->path(), ignored);
     }

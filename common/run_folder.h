@@ -62,6 +62,8 @@ class RunFolder {
   // The lines of class_names.txt without surrounding blanks and trailing empty lines; empty
   // when the file is absent or unreadable.
   std::vector<std::string> ReadClassNames() const;
+  // A file a write left half done (".tmp-" in its name, or ".tmp" at its end): never a result.
+  static bool IsTemporary(std::string_view name);
 
   // Removes temporary files a killed writer left ("<name>.tmp-<pid>-<n>", or an older build's
   // "<name>.tmp"): on a nearly full disk they alone could fail the run again. Only the run's

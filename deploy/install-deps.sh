@@ -10,6 +10,10 @@ PACKAGES=(
   libopencv-dev
   libgrpc++-dev protobuf-compiler protobuf-compiler-grpc libprotobuf-dev
   libabsl-dev libsqlite3-dev
+  # libpq: the PostgreSQL job store of fleet mode (--store postgresql://...).
+  libpq-dev
+  # The PostgreSQL server, for the tests' private instance (tests/testing/postgres_server.h).
+  postgresql
   # OpenSSL: SHA-256 of artifacts and token digests; the openssl tool makes the TLS test certificate.
   libssl-dev openssl
   libgtest-dev libgmock-dev

@@ -44,6 +44,18 @@ ABSL_FLAG(std::string, state_dir, "var",
           "Folder of the job store (selene.db), the jobs' artifacts (jobs/<id>/) and the cache.");
 ABSL_FLAG(std::string, data_root, "data",
           "Folder that data.path of file data sets is relative to; nothing outside it is read.");
+ABSL_FLAG(std::string, store, "sqlite",
+          "The job queue: sqlite (<state_dir>/selene.db, this server alone) or a PostgreSQL URI "
+          "(postgresql://user@host:5432/db) shared by several servers.");
+ABSL_FLAG(std::string, store_password_file, "",
+          "File holding the PostgreSQL password alone (PGPASSFILE works too).");
+ABSL_FLAG(std::string, worker_id, "", "This server's name in the queue; default <host>:<pid>.");
+ABSL_FLAG(int, lease_s, 30,
+          "Seconds a running job stays this server's without a heartbeat (PostgreSQL store); "
+          "then another server resumes it from its last checkpoint.");
+ABSL_FLAG(std::string, artifact_root, "",
+          "Folder of the job folders, shared by every server of a PostgreSQL store; default "
+          "<state_dir>.");
 ABSL_FLAG(std::vector<std::string>, devices, {},
           "Devices to train on, comma-separated (cpu, cuda, cuda:N); default every CUDA device, "
           "else the CPU.");
@@ -95,6 +107,8 @@ const std::vector<selene::FlagGroup>& FlagGroups() {
       {"Serving",
        {"listen", "metrics_listen", "tls_cert", "tls_key", "token_file", "max_message_mb"}},
       {"Storage", {"state_dir", "data_root", "cache_dir"}},
+      {"Job queue (one server, or a fleet on PostgreSQL)",
+       {"store", "store_password_file", "worker_id", "lease_s", "artifact_root"}},
       {"Training",
        {"devices", "jobs_per_device", "training_threads", "queue_limit", "max_job_memory_mb"}},
       {"Inference",
@@ -125,6 +139,11 @@ selene::api::SeleneServerOptions OptionsFromFlags() {
   options.state_dir = absl::GetFlag(FLAGS_state_dir);
   options.data_root = absl::GetFlag(FLAGS_data_root);
   options.cache_dir = absl::GetFlag(FLAGS_cache_dir);
+  options.store = absl::GetFlag(FLAGS_store);
+  options.store_password_file = absl::GetFlag(FLAGS_store_password_file);
+  options.worker_id = absl::GetFlag(FLAGS_worker_id);
+  options.lease = absl::Seconds(absl::GetFlag(FLAGS_lease_s));
+  options.artifact_root = absl::GetFlag(FLAGS_artifact_root);
   for (const std::string& device : absl::GetFlag(FLAGS_devices)) {
     if (!device.empty()) options.devices.push_back(device);
   }

@@ -7,6 +7,7 @@
 #include "common/run_folder.h"
 #include "common/text_limits.h"
 #include "google/protobuf/util/time_util.h"
+#include "server/jobs/artifact_records.h"
 
 namespace selene::api {
 
@@ -14,7 +15,13 @@ serving::ServableModelRecord JobModelCatalog::RecordOf(const v1::Job& job) const
   serving::ServableModelRecord record;
   record.job_id = job.id();
   record.name = job.spec().name();
-  record.checkpoint_path = RunFolder::OfJob(state_dir_, job.id()).best_checkpoint();
+  const RunFolder folder = RunFolder::OfJob(state_dir_, job.id());
+  record.checkpoint_path = folder.best_checkpoint();
+  // The folder may be on a volume other servers wrote (--artifact_root): the weights must be
+  // the ones the job recorded, whole.
+  record.check_files = [store = store_, id = job.id(), folder] {
+    return jobs::VerifyRecordedArtifact(*store, id, folder, RunFolder::kBestCheckpoint);
+  };
   // The job's own spec (DescribeModel resolves it as the runner did): the same network
   // spec.json describes, without a file read per job on every "latest" lookup.
   record.spec = job.spec();

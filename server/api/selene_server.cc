@@ -232,11 +232,37 @@ std::string WithPort(const std::string& listen, int port) {
   return absl::StrCat(listen.substr(0, colon), ":", port);
 }
 
+// "<host>:<pid>": unique among the servers of one store while they run.
+std::string DefaultWorkerId() {
+  char host[256] = {};
+  if (::gethostname(host, sizeof(host) - 1) != 0) std::strcpy(host, "localhost");
+  return absl::StrCat(host, ":", ::getpid());
+}
+
 }  // namespace
 
 SeleneServer::SeleneServer(SeleneServerOptions options) : options_(std::move(options)) {}
 
 Status SeleneServer::OpenStore() {
+  if (options_.store != "sqlite") {
+    if (!absl::StartsWith(options_.store, "postgresql://") &&
+        !absl::StartsWith(options_.store, "postgres://")) {
+      return InvalidArgumentError(absl::StrCat(
+          "--store: \"", options_.store,
+          "\" is neither sqlite nor a PostgreSQL URI (postgresql://user@host:5432/db)"));
+    }
+    std::string password;
+    if (!options_.store_password_file.empty()) {
+      SELENE_ASSIGN_OR_RETURN(password,
+                              ReadFlagFile("--store_password_file", options_.store_password_file));
+      password = std::string(absl::StripTrailingAsciiWhitespace(password));
+    }
+    StatusOr<std::unique_ptr<jobs::JobStore>> store =
+        jobs::JobStore::OpenPostgres(options_.store, password);
+    if (!store.ok()) return EnvironmentError(store.status(), "--store: ");
+    store_ = std::move(store).value();
+    return OkStatus();
+  }
   const std::string& state_dir = options_.state_dir;
   const std::string db = (fs::path(state_dir) / "selene.db").string();
   StatusOr<std::unique_ptr<jobs::JobStore>> store = jobs::JobStore::Open(db);
@@ -253,6 +279,8 @@ Status SeleneServer::OpenStore() {
 
 SeleneServer::~SeleneServer() {
   Shutdown().IgnoreError();
+  // The store's listener calls the scheduler, which goes before the store.
+  if (store_ != nullptr) store_->StopFollowingOtherServers();
   if (lock_fd_ >= 0) ::close(lock_fd_);
 }
 
@@ -294,6 +322,7 @@ Status SeleneServer::Build() {
     pool_ = std::move(pool).value();
   }
 
+  worker_id_ = o.worker_id.empty() ? DefaultWorkerId() : o.worker_id;
   SELENE_ASSIGN_OR_RETURN(lock_fd_, LockStateDir(o.state_dir));
   SELENE_RETURN_IF_ERROR(OpenStore());
   store_->SetEventListener(hub_.Listener());
@@ -309,8 +338,9 @@ Status SeleneServer::Build() {
                      change.reason().empty() ? "" : absl::StrCat(" (", change.reason(), ")")));
   });
 
+  const std::string& artifact_root = o.artifact_root.empty() ? o.state_dir : o.artifact_root;
   jobs::JobRunnerOptions runner;
-  runner.state_dir = o.state_dir;
+  runner.state_dir = artifact_root;
   runner.data_root = o.data_root;
   runner.cache_dir = o.cache_dir;
   const int hardware = std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
@@ -323,13 +353,24 @@ Status SeleneServer::Build() {
   runner_ = std::make_unique<jobs::JobRunner>(store_.get(), runner);
   jobs::SchedulerOptions scheduling;
   scheduling.poll_interval = o.scheduler_poll;
+  scheduling.worker_id = worker_id_;
+  scheduling.lease = o.lease;
+  scheduling.on_lease_lost = [this](const std::string&) { server_metrics_.OnLeaseLost(); };
   scheduling.on_error = [this](const Status& status) {
     Log(absl::StrCat("scheduler: ", status.message()));
   };
   scheduler_ = std::make_unique<jobs::Scheduler>(store_.get(), runner_.get(), pool_.get(),
                                                  std::move(scheduling));
+  server_metrics_.IdentifyWorker(worker_id_, store_->engine(),
+                                 [this] { return scheduler_->running_count(); });
+  // Other servers on a shared store: their events reach this server's watchers, their submits
+  // wake its dispatcher, and their cancels stop the jobs running here.
+  SELENE_RETURN_IF_ERROR(store_->FollowOtherServers([this](const v1::JobEvent& nudge) {
+    hub_.Publish(nudge);
+    scheduler_->OnOtherServerChange(nudge);
+  }));
 
-  catalog_ = std::make_unique<JobModelCatalog>(store_.get(), o.state_dir);
+  catalog_ = std::make_unique<JobModelCatalog>(store_.get(), artifact_root);
   serving::ModelRegistryOptions registry;
   registry.max_loaded_models = o.max_loaded_models;
   registry.batcher.max_batch_size = o.max_batch_size;
@@ -349,7 +390,7 @@ Status SeleneServer::Build() {
 
   TrainingServiceOptions training;
   training.read_only_reason = read_only_reason_;
-  training.state_dir = o.state_dir;
+  training.state_dir = artifact_root;
   training.data_root = o.data_root;
   training.queue_limit = o.queue_limit;
   training.devices = pool_->devices();

@@ -41,6 +41,16 @@ struct SeleneServerOptions {
   std::string metrics_listen;
   std::string state_dir = "var";   // selene.db, jobs/<id>/, cache/
   std::string data_root = "data";  // data.path of file data sets is relative to it
+  // The job queue: "sqlite" (<state_dir>/selene.db, this server alone) or a PostgreSQL URI
+  // ("postgresql://user@host/db") that several servers share.
+  std::string store = "sqlite";
+  std::string store_password_file;  // the PostgreSQL password alone; "" = the URI's or PGPASSFILE
+  // This server's name in the queue; "" = "<host>:<pid>".
+  std::string worker_id;
+  absl::Duration lease = absl::Seconds(30);  // see jobs::SchedulerOptions::lease
+  // The folder of the job folders (jobs/<id>/): shared by every server of a PostgreSQL store
+  // (NFS, a ReadWriteMany volume); "" = state_dir.
+  std::string artifact_root;
   // Decoded data sets; "" = <state_dir>/cache. Another folder is linked in as <state_dir>/cache,
   // where the job runner keeps its cache.
   std::string cache_dir;
@@ -131,7 +141,8 @@ class SeleneServer {
   std::string address_;
   int port_ = 0;
   std::string metrics_address_;
-  int lock_fd_ = -1;  // flock on <state_dir>/selene.lock, held for the server's life
+  std::string worker_id_;  // options_.worker_id or "<host>:<pid>"
+  int lock_fd_ = -1;       // flock on <state_dir>/selene.lock, held for the server's life
   std::string read_only_reason_;
 
   // Declared in dependency order: destroyed in reverse, users before what they use.

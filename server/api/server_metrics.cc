@@ -83,7 +83,20 @@ ServerMetrics::ServerMetrics(metrics::Registry* registry)
           ExponentialBuckets(0.0001, 2, 16))),
       batch_size_(registry->AddHistogram("selene_inference_batch_size",
                                          "Images per forward pass of the dynamic batcher.", {},
-                                         ExponentialBuckets(1, 2, 8))) {
+                                         ExponentialBuckets(1, 2, 8))),
+      worker_info_(registry->AddGauge("selene_worker_info",
+                                      "1, naming this server in the job queue (--worker_id) and "
+                                      "the queue's engine (sqlite, postgresql).",
+                                      {"worker", "store"})),
+      worker_jobs_started_(registry->AddCounter(
+          "selene_worker_jobs_started_total",
+          "Jobs this worker claimed from the queue and started (a resumed job counts again).",
+          {"worker"})),
+      worker_leases_lost_(registry->AddCounter(
+          "selene_worker_leases_lost_total",
+          "Running jobs this worker lost to another after it failed to renew their lease "
+          "(paused, cut off from the store); it stopped them and wrote nothing more.",
+          {"worker"})) {
   // Every outcome present from the start, so rate() and increase() see the first one.
   for (v1::JobState state :
        {v1::JOB_STATE_SUCCEEDED, v1::JOB_STATE_FAILED, v1::JOB_STATE_CANCELLED}) {
@@ -95,6 +108,30 @@ ServerMetrics::ServerMetrics(metrics::Registry* registry)
                          [this] { return CollectJobStates(); });
   registry->AddCollected("selene_models_loaded", "Models loaded in memory for serving.",
                          metrics::MetricType::kGauge, {}, [this] { return CollectModelsLoaded(); });
+  registry->AddCollected("selene_worker_jobs_running", "Training jobs this worker runs now.",
+                         metrics::MetricType::kGauge, {"worker"},
+                         [this] { return CollectRunningJobs(); });
+}
+
+void ServerMetrics::IdentifyWorker(const std::string& worker, const std::string& engine,
+                                   std::function<int()> running) {
+  worker_ = worker;
+  worker_info_.WithLabels({worker, engine}).Set(1);
+  worker_jobs_started_.WithLabels({worker});
+  worker_leases_lost_.WithLabels({worker});
+  absl::MutexLock lock(&sources_mu_);
+  running_jobs_ = std::move(running);
+}
+
+void ServerMetrics::OnLeaseLost() { worker_leases_lost_.WithLabels({worker_}).Increment(); }
+
+std::vector<metrics::Sample> ServerMetrics::CollectRunningJobs() {
+  absl::MutexLock lock(&sources_mu_);
+  if (!running_jobs_) return {};
+  metrics::Sample sample;
+  sample.label_values = {worker_};
+  sample.value = static_cast<double>(running_jobs_());
+  return {sample};
 }
 
 void ServerMetrics::CountJobsIn(jobs::JobStore* store) {
@@ -143,6 +180,9 @@ void ServerMetrics::OnJobEvent(const v1::JobEvent& event) {
     if (change.from_state() == v1::JOB_STATE_RUNNING) JobLeftRunning(job_id);
     if (change.to_state() == v1::JOB_STATE_QUEUED) queued_since_[job_id] = EventTime(event);
     if (change.to_state() == v1::JOB_STATE_RUNNING) {
+      // The hub carries this server's own commits with their kind: a start here is a claim by
+      // this worker.
+      worker_jobs_started_.WithLabels({worker_}).Increment();
       running_metrics_.try_emplace(job_id);
       // Jobs queued before this process started have no queued time here: not observed.
       if (auto queued = queued_since_.find(job_id); queued != queued_since_.end()) {

@@ -4,11 +4,15 @@
 //  - training: step time and images trained by device; each running job's epoch and latest
 //    validation metrics (its series go when the job stops running);
 //  - inference: requests by method, model and code, their latency, each request's wait in its
-//    model's batch queue, batch sizes, and the models loaded.
+//    model's batch queue, batch sizes, and the models loaded;
+//  - this worker of the queue (label worker, its --worker_id): its store engine, the jobs it
+//    started and runs now, and the leases it lost. With a shared PostgreSQL store selene_jobs
+//    is the whole fleet's queue (the same on every worker); these series are each worker's own.
 // Fed by the job event hub, the runner's step hook, the batchers' batch hook and the inference
 // service; every hook only updates in-memory series, so none of them blocks its caller.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -47,6 +51,14 @@ class ServerMetrics {
   // the scheduler starts, so the jobs a restart requeues are seen.
   void Follow(events::JobEventHub* hub);
 
+  // Names this server in the worker series: `worker` (--worker_id) on a store of `engine`
+  // ("sqlite", "postgresql"); `running` counts the jobs it runs now (the scheduler's), and must
+  // stay callable while this object lives. Call once, before the scheduler starts.
+  void IdentifyWorker(const std::string& worker, const std::string& engine,
+                      std::function<int()> running) ABSL_LOCKS_EXCLUDED(sources_mu_);
+  // The scheduler found that another worker took one of this worker's jobs.
+  void OnLeaseLost();
+
   void OnJobEvent(const v1::JobEvent& event) ABSL_LOCKS_EXCLUDED(mu_);
   void OnTrainingStep(const jobs::TrainingStepReport& step);
   void OnBatch(const serving::BatchReport& batch);
@@ -60,6 +72,7 @@ class ServerMetrics {
   void JobLeftRunning(const std::string& job_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::vector<metrics::Sample> CollectJobStates() ABSL_LOCKS_EXCLUDED(sources_mu_);
   std::vector<metrics::Sample> CollectModelsLoaded() ABSL_LOCKS_EXCLUDED(sources_mu_);
+  std::vector<metrics::Sample> CollectRunningJobs() ABSL_LOCKS_EXCLUDED(sources_mu_);
 
   metrics::Family<metrics::Counter>& jobs_submitted_;
   metrics::Family<metrics::Counter>& jobs_finished_;
@@ -72,10 +85,16 @@ class ServerMetrics {
   metrics::Family<metrics::Histogram>& inference_latency_;
   metrics::Family<metrics::Histogram>& inference_queue_wait_;
   metrics::Family<metrics::Histogram>& batch_size_;
+  metrics::Family<metrics::Gauge>& worker_info_;
+  metrics::Family<metrics::Counter>& worker_jobs_started_;
+  metrics::Family<metrics::Counter>& worker_leases_lost_;
 
   absl::Mutex sources_mu_;  // held while a scrape reads them, so detaching waits for it
   jobs::JobStore* store_ ABSL_GUARDED_BY(sources_mu_) = nullptr;
   const serving::ModelRegistry* models_ ABSL_GUARDED_BY(sources_mu_) = nullptr;
+  std::function<int()> running_jobs_ ABSL_GUARDED_BY(sources_mu_);
+  // Set once by IdentifyWorker, before any event that reads it.
+  std::string worker_ = "local";
 
   absl::Mutex mu_;
   std::map<std::string, absl::Time> queued_since_ ABSL_GUARDED_BY(mu_);

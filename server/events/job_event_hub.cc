@@ -41,7 +41,9 @@ void JobEventHub::Publish(const v1::JobEvent& event) {
   {
     absl::MutexLock lock(&mu_);
     for (const auto& [id, entry] : entries_) {
-      if (entry->job_id.empty() || entry->job_id == event.job_id()) targets.push_back(entry);
+      if (entry->job_id.empty() || event.job_id().empty() || entry->job_id == event.job_id()) {
+        targets.push_back(entry);
+      }
     }
   }
   // Outside the hub's lock: subscribing and unsubscribing never wait for a callback of another

@@ -53,7 +53,10 @@ class JobEventHub {
   std::unique_ptr<Subscription> Subscribe(const std::string& job_id, Callback callback)
       ABSL_LOCKS_EXCLUDED(mu_);
 
-  // Delivers one event to its subscribers: what the store's listener calls.
+  // Delivers one event to its subscribers: what the store's listener calls. Events from other
+  // servers (JobStore::FollowOtherServers) are nudges without a kind: their content is in the
+  // store. A nudge without a job id (the notifications were interrupted) reaches every
+  // subscriber, so each reads what it may have missed.
   void Publish(const v1::JobEvent& event) ABSL_LOCKS_EXCLUDED(mu_);
 
   // The listener to give JobStore::SetEventListener; the hub must outlive the store's use of it.

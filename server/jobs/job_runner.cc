@@ -19,6 +19,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/run_folder.h"
+#include "server/jobs/artifact_records.h"
 #include "server/jobs/run_training.h"
 #include "server/jobs/training_plan.h"
 #include "server/train/trainer.h"
@@ -67,11 +68,14 @@ void ReturnFreedMemoryToTheSystem() {
 class JobProgressRecorder : public RunObserver {
  public:
   JobProgressRecorder(JobStore* store, const JobRunnerOptions& options, std::string job_id,
-                      std::string device)
+                      std::string device, const std::optional<Lease>& lease,
+                      const StopRequest& stop)
       : store_(store),
+        stop_(stop),
         options_(options),
         job_id_(std::move(job_id)),
         device_(std::move(device)),
+        lease_(lease),
         interval_(absl::ToDoubleSeconds(options.progress_interval)) {}
 
   void OnStart(const TrainingPlan& plan, const models::NetworkImpl& /*network*/,
@@ -113,7 +117,8 @@ class JobProgressRecorder : public RunObserver {
     progress->set_loss(loss_sum_ / loss_steps_);
     progress->set_images_per_second(p.images_per_second);
     progress->set_eta_seconds(eta);
-    Keep(store_->AppendEvent(job_id_, event).status());
+    Keep((lease_ ? store_->AppendEvent(*lease_, event) : store_->AppendEvent(job_id_, event))
+             .status());
   }
 
   void OnEpoch(const train::EpochRecord& record, const train::TrainResult& so_far) override {
@@ -135,11 +140,25 @@ class JobProgressRecorder : public RunObserver {
     epoch.set_monitor(monitor_);
     epoch.set_monitor_value(value);
     epoch.set_is_best(so_far.best_epoch == record.epoch);
-    Keep(store_->RecordEpoch(job_id_, epoch).status());
+    Keep((lease_ ? store_->RecordEpoch(*lease_, epoch) : store_->RecordEpoch(job_id_, epoch))
+             .status());
   }
 
-  // The first failure to record anything: the job's history would be incomplete.
-  Status status() const override { return status_; }
+  // A worker that lost the job's lease leaves the new owner's files alone.
+  Status BeforeWrite() override {
+    if (!lease_) return OkStatus();
+    Status held = LeaseOver();
+    if (held.ok()) held = store_->CheckLease(*lease_);
+    Keep(held);
+    return held;
+  }
+
+  // The first failure to record anything (the job's history would be incomplete), or the lease
+  // run out by this worker's own clock: checked before every step.
+  Status status() const override {
+    if (!status_.ok()) return status_;
+    return LeaseOver();
+  }
 
  private:
   void Keep(Status status) {
@@ -149,10 +168,17 @@ class JobProgressRecorder : public RunObserver {
     }
   }
 
+  Status LeaseOver() const {
+    if (!lease_ || !stop_.LeaseOver()) return OkStatus();
+    return JobStore::LeaseLostError(*lease_, "no heartbeat got through within the lease");
+  }
+
   JobStore* const store_;
+  const StopRequest& stop_;
   const JobRunnerOptions& options_;
   const std::string job_id_;
   const std::string device_;
+  const std::optional<Lease>& lease_;
   const double interval_;
   int64_t epochs_ = 0;
   int64_t batch_size_ = 0;
@@ -171,12 +197,13 @@ class JobProgressRecorder : public RunObserver {
 class JobRun {
  public:
   JobRun(JobStore* store, const JobRunnerOptions& options, const v1::Job& job, std::string device,
-         const StopRequest& stop)
+         const StopRequest& stop, const std::optional<Lease>& lease)
       : store_(store),
         options_(options),
         job_(job),
         device_(std::move(device)),
         stop_(stop),
+        lease_(lease),
         folder_(RunFolder::OfJob(options.state_dir, job.id())) {}
 
   RunOutcome Run() {
@@ -203,10 +230,18 @@ class JobRun {
     // A cancelled job ends here, so it leaves what it has done for people to look at; an
     // interrupted one writes its results when it resumes and finishes.
     environment.results_when_stopped = [this] { return stop_.cancelled(); };
-    JobProgressRecorder recorder(store_, options_, job_.id(), device_);
+    JobProgressRecorder recorder(store_, options_, job_.id(), device_, lease_, stop_);
     StatusOr<TrainingRunResult> run = RunTraining(*plan, environment, recorder);
+    // Not a failure of the job: another worker has it, or will once the lease is over. The
+    // scheduler's fenced requeue then either resumes it or is refused.
+    if (!run.ok() && JobStore::IsLeaseLost(run.status())) return Interrupted(run.status());
     if (!run.ok()) return Failed(run.status());
-    if (!run->stopped) return RunOutcome::Succeeded();
+    if (!run->stopped) {
+      if (Status recorded = RecordArtifacts(); !recorded.ok()) {
+        return JobStore::IsLeaseLost(recorded) ? Interrupted(recorded) : Failed(recorded);
+      }
+      return RunOutcome::Succeeded();
+    }
     RunOutcome outcome = Stopped();
     if (!run->stopped_results.ok()) {
       outcome.reason = absl::StrCat("artifacts: ", run->stopped_results.message());
@@ -215,6 +250,18 @@ class JobRun {
   }
 
  private:
+  // The sha256 of every file the run left, so any server reading them from the shared artifact
+  // root can tell a damaged or partial copy.
+  Status RecordArtifacts() const {
+    if (!lease_) return OkStatus();
+    SELENE_ASSIGN_OR_RETURN(std::vector<ArtifactRecord> files, DescribeRunFiles(folder_));
+    return store_->RecordArtifacts(*lease_, files);
+  }
+
+  static RunOutcome Interrupted(const Status& status) {
+    return {RunOutcome::Kind::kInterrupted, std::string(status.message())};
+  }
+
   static RunOutcome Failed(const Status& status) {
     return RunOutcome::Failed(std::string(status.message()));
   }
@@ -256,6 +303,7 @@ class JobRun {
   const v1::Job& job_;
   const std::string device_;
   const StopRequest& stop_;
+  const std::optional<Lease>& lease_;
   const RunFolder folder_;
 };
 
@@ -278,10 +326,11 @@ std::string RunOutcomeKindName(RunOutcome::Kind kind) {
 JobRunner::JobRunner(JobStore* store, JobRunnerOptions options)
     : store_(store), options_(std::move(options)) {}
 
-RunOutcome JobRunner::Run(const v1::Job& job, const std::string& device, const StopRequest& stop) {
+RunOutcome JobRunner::Run(const v1::Job& job, const std::string& device, const StopRequest& stop,
+                          const std::optional<Lease>& lease) {
   RunOutcome outcome;
   try {
-    outcome = JobRun(store_, options_, job, device, stop).Run();
+    outcome = JobRun(store_, options_, job, device, stop, lease).Run();
   } catch (const c10::Error& e) {
     outcome = RunOutcome::Failed(e.what_without_backtrace());
   } catch (const std::exception& e) {

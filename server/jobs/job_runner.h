@@ -8,9 +8,11 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <utility>
 
+#include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "common/status.h"
 #include "selene/v1/training_service.pb.h"
@@ -34,17 +36,29 @@ class StopRequest {
   bool cancelled() const { return cancelled_.load(); }
   const std::atomic<bool>& flag() const { return flag_; }
 
+  // The worker's own view of its lease on the job (a shared store): the store lets the lease go
+  // no earlier than `deadline`, measured from before the claim or renewal was sent. Past it
+  // another worker may own the job, so the run computes and writes nothing more, even before a
+  // heartbeat can tell (a process resumed after SIGSTOP runs its training thread first).
+  void HoldLeaseUntil(absl::Time deadline) {
+    lease_deadline_ns_.store(absl::ToUnixNanos(deadline));
+  }
+  bool LeaseOver() const { return absl::Now() > absl::FromUnixNanos(lease_deadline_ns_.load()); }
+
  private:
   std::atomic<bool> flag_{false};
   std::atomic<bool> cancelled_{false};
+  std::atomic<int64_t> lease_deadline_ns_{absl::ToUnixNanos(absl::InfiniteFuture())};
 };
 
 struct RunOutcome {
   enum class Kind {
     kSucceeded,
-    kFailed,       // reason says why (a spec field, a missing file, a torch error, ...)
-    kCancelled,    // the user's cancel; last.pt holds the work done. reason: artifact problems
-    kInterrupted,  // server shutdown; last.pt holds the work done and the job resumes from it
+    kFailed,     // reason says why (a spec field, a missing file, a torch error, ...)
+    kCancelled,  // the user's cancel; last.pt holds the work done. reason: artifact problems
+    // Server shutdown, or the worker's lease on the job ran out (reason says so); last.pt holds
+    // the work done and the job resumes from it.
+    kInterrupted,
   };
   Kind kind = Kind::kFailed;
   std::string reason;
@@ -64,7 +78,9 @@ struct TrainingStepReport {
 };
 
 struct JobRunnerOptions {
-  std::string state_dir;  // each job's folder is <state_dir>/jobs/<job id>/
+  // Each job's folder is <state_dir>/jobs/<job id>/: the server's --artifact_root, which a fleet
+  // of servers shares.
+  std::string state_dir;
   std::string data_root;  // data.path of file data sets is relative to it
   std::string cache_dir;  // decoded data sets persist here; "" = <state_dir>/cache
   // Intra-op threads of each training job on the CPU. 0: the spec's training.threads when set,
@@ -91,7 +107,13 @@ class JobRunner {
   //
   // Training on the CPU narrows the calling thread's OpenMP team to the job's thread count (other
   // threads keep theirs), so call it on a thread of its own.
-  RunOutcome Run(const v1::Job& job, const std::string& device, const StopRequest& stop);
+  //
+  // `lease`: the claim the scheduler holds on the job. Every store write and every checkpoint is
+  // fenced by it, so a worker that lost the job to another writes nothing (the run fails with
+  // the lease-lost error); a succeeded run records its files' sha256 with it. Without one (a job
+  // started by hand), writes are not fenced and no files are recorded.
+  RunOutcome Run(const v1::Job& job, const std::string& device, const StopRequest& stop,
+                 const std::optional<Lease>& lease = std::nullopt);
 
   const JobRunnerOptions& options() const { return options_; }
 

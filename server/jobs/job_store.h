@@ -1,7 +1,9 @@
-// The durable job store: every job, its events and its per-epoch history in one SQLite file, so
-// a server that crashes or is killed keeps every job across the restart. The scheduler, the
-// runner and the TrainingService all go through this class; it enforces the job life cycle
-// (legal state moves only, terminal states never change) and numbers each job's events.
+// The durable job store: every job, its events, its per-epoch history, the lease of a running
+// job and the artifacts of a finished one, in SQL: one SQLite file (the embedded default, one
+// server) or one PostgreSQL database shared by a fleet of servers. A server that crashes or is
+// killed keeps every job. The scheduler, the runner and the TrainingService all go through this
+// class; it enforces the job life cycle (legal state moves only, terminal states never change),
+// numbers each job's events, and fences every write of a running job by its lease.
 #pragma once
 
 #include <cstdint>
@@ -14,12 +16,12 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "common/status.h"
 #include "selene/v1/job_spec.pb.h"
 #include "selene/v1/training_service.pb.h"
+#include "server/jobs/sql/sql_connection.h"
 #include "spec/resolved_job_spec.h"
-
-struct sqlite3;
 
 namespace selene::jobs {
 
@@ -36,17 +38,50 @@ struct JobPage {
   std::string next_page_token;  // empty on the last page
 };
 
-// Thread-safe: one SQLite connection behind a mutex. Each method is one SQLite transaction, so a
-// job row and the events describing its change are written together or not at all. Jobs that
-// `Get`, `List` and the others return carry last_event_sequence.
+namespace sql {
+class PostgresListener;
+}  // namespace sql
+class StoreTransaction;  // the operations of one transaction (job_store.cc)
+
+// A worker's hold on a running job. The token (a fencing token) grows with every claim of the
+// job, so a worker that lost its lease (paused, partitioned, presumed dead) and comes back holds
+// an old token, and the store refuses its writes.
+struct Lease {
+  std::string job_id;
+  std::string worker;
+  int64_t token = 0;
+};
+
+struct ClaimedJob {
+  v1::Job job;  // RUNNING, on the claimed device, with worker set
+  Lease lease;
+};
+
+// A file of a finished run, as recorded when the job succeeded: any server that reads it from the
+// shared artifact root checks it against this.
+struct ArtifactRecord {
+  std::string name;  // in the job's folder: "best.pt", "report.md", ...
+  int64_t size_bytes = 0;
+  std::string sha256;  // lowercase hex
+};
+
+// Thread-safe: one connection behind a mutex. Each method is one transaction, so a job row and
+// the events describing its change are written together or not at all; a transaction that fails
+// for a reason worth retrying (a lost PostgreSQL connection, a deadlock, SQLite's busy file) is
+// run again from the start for up to kRetryFor. Jobs that `Get`, `List` and the others return
+// carry last_event_sequence.
 //
-// Only one process should open a file at a time (the server); SQLite's locking keeps a second
-// reader (the sqlite3 shell, a backup) safe, and busy_timeout makes it wait rather than fail.
+// SQLite: only one server should open a file at a time (the server locks its state dir); SQLite's
+// locking keeps a second reader (the sqlite3 shell, a backup) safe. PostgreSQL: any number of
+// servers share the database; claims skip the rows another server holds.
 class JobStore {
  public:
-  // Version of the tables this build writes. An older file is migrated on Open; a newer one is
+  // Version of the tables this build writes. An older store is migrated on Open; a newer one is
   // refused (FailedPrecondition naming both versions).
-  static constexpr int kSchemaVersion = 1;
+  static constexpr int kSchemaVersion = 2;
+  // How long a failing transaction is retried before its error is returned (a PostgreSQL restart
+  // takes a few seconds).
+  static constexpr absl::Duration kRetryFor = absl::Seconds(30);
   static constexpr int32_t kDefaultPageSize = 50;
   static constexpr int32_t kMaxPageSize = 500;
   // StateChange reason of the jobs RecoverAfterRestart requeues.
@@ -57,10 +92,19 @@ class JobStore {
   // nudge to read Events(job_id, last seen sequence).
   using EventListener = std::function<void(const v1::JobEvent&)>;
 
-  // Opens or creates the store at `path` (its folder must exist). A file that is not a Selene
-  // job store (random bytes, another program's database, a newer schema) or cannot be opened is
-  // an error naming the path.
+  // Opens or creates the SQLite store at `path` (its folder must exist). A file that is not a
+  // Selene job store (random bytes, another program's database, a newer schema) or cannot be
+  // opened is an error naming the path.
   static StatusOr<std::unique_ptr<JobStore>> Open(const std::string& path);
+
+  // Opens the PostgreSQL store at `uri` ("postgresql://user@host/db"), creating or migrating its
+  // tables. `password` (from --store_password_file) overrides the URI's; PGPASSFILE works too.
+  // Errors name the URI without its password.
+  static StatusOr<std::unique_ptr<JobStore>> OpenPostgres(const std::string& uri,
+                                                          const std::string& password = "");
+
+  // A store on any connection (tests run the same suite on both engines through this).
+  static StatusOr<std::unique_ptr<JobStore>> OpenOn(std::unique_ptr<sql::SqlConnection> db);
 
   // Opens an existing store for reading only, for a server that cannot write (a full disk):
   // no WAL recovery, no migration, nothing created. Reads work; every write fails
@@ -72,9 +116,24 @@ class JobStore {
   JobStore(const JobStore&) = delete;
   JobStore& operator=(const JobStore&) = delete;
 
-  const std::string& path() const { return path_; }
+  // The SQLite file's path, or the PostgreSQL URI without its password.
+  const std::string& location() const { return db_->location(); }
+  const std::string& engine() const { return db_->dialect().engine; }
+  // Whether one server owns the store (SQLite): then every RUNNING job at start is that server's
+  // own, and RecoverAfterRestart requeues them all at once instead of waiting for their leases.
+  bool exclusive() const { return db_->dialect().notify.empty(); }
 
   void SetEventListener(EventListener listener) ABSL_LOCKS_EXCLUDED(listener_mu_);
+
+  // Follows what the other servers on this database commit (PostgreSQL's LISTEN/NOTIFY): for
+  // each of their events, and for each cancel they request, `nudge` gets a JobEvent with the
+  // job_id, the sequence (0 for a cancel request) and no kind; the content is in the store. After
+  // the notification connection was lost and came back, `nudge` gets an event with an empty
+  // job_id: anything may have changed. A no-op for SQLite, which has no other servers. Calls
+  // come from the listener's own thread.
+  Status FollowOtherServers(EventListener nudge);
+  // Stops the listener FollowOtherServers started: no call of `nudge` runs after it returns.
+  void StopFollowingOtherServers();
 
   // Queues a job: state QUEUED, id "job-<n>" (n one more than any id ever issued by this file),
   // first event UNSPECIFIED -> QUEUED "submitted". depends_on comes from
@@ -106,8 +165,43 @@ class JobStore {
   StatusOr<v1::Job> Transition(const std::string& id, v1::JobState to,
                                const std::string& reason = "");
 
-  // QUEUED -> RUNNING on `device` ("cpu", "cuda:0"), in one transaction with the event.
-  StatusOr<v1::Job> Start(const std::string& id, const std::string& device);
+  // The same move for the worker holding `lease`: FailedPrecondition as above, and Aborted
+  // (IsLeaseLost) when the lease is no longer the job's, which then stays as the new owner left it.
+  // Leaving RUNNING ends the lease.
+  StatusOr<v1::Job> Transition(const Lease& lease, v1::JobState to, const std::string& reason = "");
+
+  // QUEUED -> RUNNING on `device` ("cpu", "cuda:0"), in one transaction with the event, for
+  // `worker`, with a lease that never expires. For a caller that runs a job by hand and writes
+  // without a lease; workers ClaimNext.
+  StatusOr<v1::Job> Start(const std::string& id, const std::string& device,
+                          const std::string& worker = "");
+
+  // The job `worker` runs next, claimed in one transaction: requeues jobs whose lease expired
+  // and fails jobs whose dependency is dead (as RequeueExpiredLeases and
+  // FailJobsWithDeadDependencies), then picks as NextRunnable and starts it on `device` with a
+  // lease that expires after `lease` unless renewed (by the engine's clock). On PostgreSQL,
+  // workers claiming at once skip each other's rows (FOR UPDATE SKIP LOCKED), so a job goes to
+  // one worker. nullopt when nothing is runnable.
+  StatusOr<std::optional<ClaimedJob>> ClaimNext(const std::string& worker,
+                                                const std::string& device, absl::Duration lease);
+
+  // Extends a running job's lease to `lease` from now. Returns the job (cancel_requested tells
+  // the worker that a cancel arrived through another server). Aborted (IsLeaseLost) when the
+  // lease is no longer the job's.
+  StatusOr<v1::Job> RenewLease(const Lease& lease, absl::Duration duration);
+
+  // OK while `lease` holds its job; Aborted (IsLeaseLost) once it does not. Changes nothing.
+  Status CheckLease(const Lease& lease);
+
+  // Every RUNNING job whose lease expired goes back to QUEUED to resume from its last checkpoint
+  // (reason names the worker), or to CANCELLED when a cancel was requested. Returns the requeued
+  // ids in submission order.
+  StatusOr<std::vector<std::string>> RequeueExpiredLeases();
+
+  // Aborted with a message naming the job, the worker and what happened to the lease.
+  static bool IsLeaseLost(const Status& status);
+  // The error IsLeaseLost recognises: `lease` is lost because of `what`.
+  static Status LeaseLostError(const Lease& lease, absl::string_view what);
 
   // Records where a job runs (or ran).
   StatusOr<v1::Job> SetDevice(const std::string& id, const std::string& device);
@@ -122,6 +216,8 @@ class JobStore {
   // otherwise). Returns the event as stored, with its sequence number and time (now, if the
   // event had none).
   StatusOr<v1::JobEvent> AppendEvent(const std::string& id, const v1::JobEvent& event);
+  // The same, fenced by `lease` (Aborted when it was lost).
+  StatusOr<v1::JobEvent> AppendEvent(const Lease& lease, const v1::JobEvent& event);
 
   // The job's events with sequence > after_sequence, oldest first, at most `limit` of them
   // (0: all). NotFound for an unknown job.
@@ -134,6 +230,15 @@ class JobStore {
   // current_epoch, latest_metrics (the metrics plus "train_loss" and "val_loss") and, when
   // is_best, best_epoch, best_value and monitor. Returns the stored event.
   StatusOr<v1::JobEvent> RecordEpoch(const std::string& id, const v1::EpochEnd& epoch);
+  // The same, fenced by `lease` (Aborted when it was lost).
+  StatusOr<v1::JobEvent> RecordEpoch(const Lease& lease, const v1::EpochEnd& epoch);
+
+  // Records the files a run left in its folder (replacing the job's earlier records), fenced by
+  // `lease`: the runner calls it before moving the job to SUCCEEDED.
+  Status RecordArtifacts(const Lease& lease, const std::vector<ArtifactRecord>& artifacts);
+  // The job's recorded files by name; empty for a job that recorded none (it ran before the
+  // store kept them, or has not finished). NotFound for an unknown job.
+  StatusOr<std::vector<ArtifactRecord>> Artifacts(const std::string& id);
 
   // The job's per-epoch history, by epoch.
   StatusOr<std::vector<v1::EpochEnd>> History(const std::string& id);
@@ -149,34 +254,35 @@ class JobStore {
   // depend on those fail in turn. Returns the failed jobs' ids in submission order.
   StatusOr<std::vector<std::string>> FailJobsWithDeadDependencies();
 
-  // For server start: every RUNNING job (its runner died with the old process) goes back to
-  // QUEUED with reason kRestartReason, resumes + 1 and resume_from_checkpoint, and its device
-  // cleared (as any RUNNING -> QUEUED move); a RUNNING job with cancel_requested becomes
-  // CANCELLED instead, with its cancel_reason. Returns the ids of
-  // the requeued jobs in submission order.
-  StatusOr<std::vector<std::string>> RecoverAfterRestart();
+  // For server start: every RUNNING job of `worker` ("" = every RUNNING job, for a store this
+  // server owns alone) goes back to QUEUED with reason kRestartReason (its runner died with the
+  // old process), resumes + 1 and resume_from_checkpoint, and its device cleared (as any
+  // RUNNING -> QUEUED move); a RUNNING job with cancel_requested becomes CANCELLED instead, with
+  // its cancel_reason. Returns the ids of the requeued jobs in submission order.
+  StatusOr<std::vector<std::string>> RecoverAfterRestart(const std::string& worker = "");
 
   // Number of jobs in each state; every state from QUEUED to CANCELLED is present, 0 or more.
   StatusOr<std::map<v1::JobState, int64_t>> CountByState();
 
  private:
-  JobStore(std::string path, sqlite3* db);
+  explicit JobStore(std::unique_ptr<sql::SqlConnection> db);
 
-  StatusOr<v1::Job> LoadJobLocked(const std::string& id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  Status SaveJobLocked(const v1::Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Numbers, stamps and stores `event` for job `job` (whose last_event_sequence it advances).
-  StatusOr<v1::JobEvent> InsertEventLocked(v1::Job* job, v1::JobEvent event)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Checks and applies a state move to `job`, saves it and stores its event in `events`.
-  Status TransitionLocked(v1::Job* job, v1::JobState to, const std::string& reason,
-                          std::vector<v1::JobEvent>* events) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  StatusOr<std::vector<std::string>> FailJobsWithDeadDependenciesLocked(
-      std::vector<v1::JobEvent>* events) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Runs `body` in one transaction on the connection, under mu_, again from the start while it
+  // fails for a retryable reason (for up to kRetryFor); commits when it succeeds. Events that
+  // the transaction records are delivered to the listener after the commit.
+  template <typename Body>
+  auto InTransaction(sql::SqlConnection::TransactionMode mode, Body body)
+      -> decltype(body(std::declval<StoreTransaction&>())) ABSL_LOCKS_EXCLUDED(mu_);
   void Notify(const std::vector<v1::JobEvent>& events) ABSL_LOCKS_EXCLUDED(mu_, listener_mu_);
 
-  const std::string path_;
   absl::Mutex mu_;
-  sqlite3* const db_ ABSL_PT_GUARDED_BY(mu_);
+  const std::unique_ptr<sql::SqlConnection> db_ ABSL_PT_GUARDED_BY(mu_);
+  // For FollowOtherServers (PostgreSQL only).
+  std::string postgres_uri_;
+  std::string postgres_password_;
+  // Marks this store's own notifications, which its listener skips.
+  const std::string origin_;
+  std::unique_ptr<sql::PostgresListener> follower_;
   absl::Mutex listener_mu_;
   EventListener listener_ ABSL_GUARDED_BY(listener_mu_);
 };

@@ -77,6 +77,7 @@ StatusOr<TrainingRunResult> RunTraining(const TrainingPlan& plan, const RunEnvir
   SELENE_RETURN_IF_ERROR(CheckDataFitsPlan(plan, data.split));
   // Before training, so a running job already shows what it runs on and even a crashed run can
   // be repeated.
+  SELENE_RETURN_IF_ERROR(observer.BeforeWrite());
   SELENE_RETURN_IF_ERROR(WriteRunInputs(
       folder, environment.write_submitted_spec ? plan.spec.submitted() : plan.spec.proto(), data));
   if (stop_requested()) return stopped();
@@ -109,6 +110,7 @@ StatusOr<TrainingRunResult> RunTraining(const TrainingPlan& plan, const RunEnvir
   train::TrainerCallbacks callbacks;
   callbacks.should_stop = [&] { return !reporting.ok() || !observer.status().ok(); };
   callbacks.on_step = [&observer](const train::StepProgress& p) { observer.OnStep(p); };
+  callbacks.before_write = [&observer] { return observer.BeforeWrite(); };
   callbacks.on_epoch = [&](const train::EpochRecord& record) {
     so_far.history.push_back(record);
     best.Add(record);
@@ -127,6 +129,7 @@ StatusOr<TrainingRunResult> RunTraining(const TrainingPlan& plan, const RunEnvir
   run.training = *std::move(trained);
   run.total_seconds = total_seconds();
 
+  SELENE_RETURN_IF_ERROR(observer.BeforeWrite());
   if (run.training.cancelled) {
     const bool keep = environment.results_when_stopped && environment.results_when_stopped();
     if (keep && !run.training.history.empty()) {

@@ -56,6 +56,9 @@ class RunObserver {
   // The observer's own first failure (e.g. the job store could no longer record the epochs):
   // once not OK, training stops at its next step and the run fails with it.
   virtual Status status() const { return OkStatus(); }
+  // Asked before every checkpoint and before the results are written: an error ends the run with
+  // it and the files stay as they are (the server: the worker no longer holds the job's lease).
+  virtual Status BeforeWrite() { return OkStatus(); }
 };
 
 struct TrainingRunResult {

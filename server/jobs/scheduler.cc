@@ -21,7 +21,10 @@ Status Scheduler::Start() {
     if (started_) return FailedPreconditionError("scheduler: already started");
     started_ = true;
   }
-  Status recovered = store_->RecoverAfterRestart().status();
+  // A shared store's RUNNING jobs may be other workers' and live: only this worker's own (a
+  // restart under the same --worker_id) come back now; the others' when their leases expire.
+  Status recovered =
+      store_->RecoverAfterRestart(store_->exclusive() ? "" : options_.worker_id).status();
   if (recovered.ok()) recovered = store_->FailJobsWithDeadDependencies().status();
   absl::MutexLock lock(&mu_);
   if (!recovered.ok()) {
@@ -30,7 +33,12 @@ Status Scheduler::Start() {
   }
   if (stopping_) return FailedPreconditionError("scheduler: shut down while starting");
   dispatcher_ = std::thread([this] { DispatchLoop(); });
+  if (lease() != absl::InfiniteDuration()) heartbeat_ = std::thread([this] { HeartbeatLoop(); });
   return OkStatus();
+}
+
+absl::Duration Scheduler::lease() const {
+  return store_->exclusive() ? absl::InfiniteDuration() : options_.lease;
 }
 
 StatusOr<SubmitResult> Scheduler::Submit(const spec::ResolvedJobSpec& spec,
@@ -72,6 +80,86 @@ void Scheduler::Notify() {
   wake_ = true;
 }
 
+void Scheduler::OnOtherServerChange(const v1::JobEvent& nudge) {
+  std::vector<std::string> ids;
+  {
+    absl::MutexLock lock(&mu_);
+    wake_ = true;
+    for (const auto& [id, job] : running_) {
+      if (!job->done && (nudge.job_id().empty() || nudge.job_id() == id)) ids.push_back(id);
+    }
+  }
+  for (const std::string& id : ids) {
+    StatusOr<v1::Job> stored = store_->Get(id);
+    if (stored.ok()) {
+      ApplyCancelRequest(*stored);
+    } else {
+      ReportError(stored.status());
+    }
+  }
+}
+
+void Scheduler::ExtendLocalLease(const Lease& held, absl::Time deadline) {
+  absl::MutexLock lock(&mu_);
+  const auto found = running_.find(held.job_id);
+  if (found != running_.end() && found->second->lease.token == held.token) {
+    found->second->stop.HoldLeaseUntil(deadline);
+  }
+}
+
+void Scheduler::ApplyCancelRequest(const v1::Job& stored) {
+  if (!stored.cancel_requested()) return;
+  absl::MutexLock lock(&mu_);
+  const auto found = running_.find(stored.id());
+  if (found == running_.end() || found->second->done) return;
+  RunningJob& running = *found->second;
+  if (running.cancel_reason.empty()) {
+    running.cancel_reason = stored.cancel_reason().empty() ? "cancelled" : stored.cancel_reason();
+  }
+  running.stop.Cancel();
+}
+
+void Scheduler::HeartbeatLoop() {
+  const absl::Duration interval = lease() / 3;
+  while (true) {
+    std::vector<Lease> leases;
+    {
+      absl::MutexLock lock(&mu_);
+      // Shutdown waits for the running jobs to stop: their leases are renewed until then.
+      if (stopping_ && AllWorkersDone()) return;
+      for (const auto& [id, job] : running_) {
+        if (!job->done) leases.push_back(job->lease);
+      }
+    }
+    // Other workers' expired jobs go back to the queue even while every slot here is busy
+    // (ClaimNext requeues them too), so the fleet shows them QUEUED, not RUNNING on a dead worker.
+    if (auto requeued = store_->RequeueExpiredLeases(); !requeued.ok()) {
+      ReportError(requeued.status());
+    }
+    for (const Lease& held : leases) {
+      const absl::Time asked = absl::Now();
+      StatusOr<v1::Job> renewed = store_->RenewLease(held, lease());
+      if (renewed.ok()) {
+        ExtendLocalLease(held, asked + lease());
+        ApplyCancelRequest(*renewed);
+        continue;
+      }
+      ReportError(renewed.status());
+      if (JobStore::IsLeaseLost(renewed.status())) {
+        // Another worker has the job: stop it here; its writes are refused from now on anyway.
+        absl::MutexLock lock(&mu_);
+        const auto found = running_.find(held.job_id);
+        if (found != running_.end() && found->second->lease.token == held.token) {
+          found->second->stop.Interrupt();
+        }
+        if (options_.on_lease_lost) options_.on_lease_lost(held.job_id);
+      }
+    }
+    absl::MutexLock lock(&mu_);
+    mu_.AwaitWithTimeout(absl::Condition(this, &Scheduler::ShutdownFinished), interval);
+  }
+}
+
 Status Scheduler::Shutdown(absl::Time deadline) {
   std::thread dispatcher;
   {
@@ -95,6 +183,13 @@ Status Scheduler::Shutdown(absl::Time deadline) {
                        absl::StrJoin(stopping, ", ")));
     }
   }
+  // The heartbeat renewed the stopping jobs' leases until now; it ends with the last of them.
+  std::thread heartbeat;
+  {
+    absl::MutexLock lock(&mu_);
+    heartbeat = std::move(heartbeat_);
+  }
+  if (heartbeat.joinable()) heartbeat.join();
   ReapFinished();
   return OkStatus();
 }
@@ -129,7 +224,7 @@ void Scheduler::DispatchReady() {
     const std::optional<std::string> device = pool_->Acquire();
     if (!device) {
       // Every slot busy: dependents of a job that just failed still fail now, not when a slot
-      // frees (NextRunnable does it otherwise).
+      // frees (ClaimNext does it otherwise).
       if (auto failed = store_->FailJobsWithDeadDependencies(); !failed.ok()) {
         ReportError(failed.status());
       }
@@ -138,29 +233,22 @@ void Scheduler::DispatchReady() {
     const auto release = [this, &device] {
       if (Status s = pool_->Release(*device); !s.ok()) ReportError(s);
     };
-    StatusOr<std::optional<v1::Job>> next = store_->NextRunnable();
-    if (!next.ok() || !next->has_value()) {
-      release();
-      if (!next.ok()) ReportError(next.status());
-      return;
-    }
-    const std::string id = (*next)->id();
-
-    // Start and registration under one lock, so Cancel and Shutdown see either a queued job or
+    // Claim and registration under one lock, so Cancel and Shutdown see either a queued job or
     // a running one with its stop flag, never a started job without one.
     absl::MutexLock lock(&mu_);
     if (stopping_) {
       release();
       return;
     }
-    StatusOr<v1::Job> started = store_->Start(id, *device);
-    if (!started.ok()) {
+    const absl::Time asked = absl::Now();
+    StatusOr<std::optional<ClaimedJob>> claimed =
+        store_->ClaimNext(options_.worker_id, *device, lease());
+    if (!claimed.ok() || !claimed->has_value()) {
       release();
-      // Cancelled between NextRunnable and Start: no longer queued, so the next pick differs.
-      if (started.status().code() == absl::StatusCode::kFailedPrecondition) continue;
-      ReportError(started.status());
+      if (!claimed.ok()) ReportError(claimed.status());
       return;
     }
+    const std::string id = (*claimed)->job.id();
     if (const auto old = running_.find(id); old != running_.end()) {
       // Only a shutdown requeues a running job, and nothing starts after one: an entry left for
       // this id is a finished run not reaped yet, whose thread has ended or is about to.
@@ -169,14 +257,17 @@ void Scheduler::DispatchReady() {
     }
     auto entry = std::make_unique<RunningJob>();
     entry->device = *device;
+    entry->lease = (*claimed)->lease;
+    if (lease() != absl::InfiniteDuration()) entry->stop.HoldLeaseUntil(asked + lease());
     RunningJob* const self = entry.get();
     running_[id] = std::move(entry);
-    self->thread = std::thread(&Scheduler::Work, this, self, *std::move(started));
+    self->thread = std::thread(&Scheduler::Work, this, self, std::move((*claimed)->job));
   }
 }
 
 void Scheduler::Work(RunningJob* self, v1::Job job) {
-  const RunOutcome outcome = runner_->Run(job, self->device, self->stop);
+  const RunOutcome outcome = runner_->Run(job, self->device, self->stop, self->lease);
+  const Lease& lease = self->lease;
   StatusOr<v1::Job> moved;
   bool terminal = true;
   {
@@ -188,23 +279,25 @@ void Scheduler::Work(RunningJob* self, v1::Job job) {
     }
     switch (kind) {
       case RunOutcome::Kind::kSucceeded:
-        moved = store_->Transition(job.id(), v1::JOB_STATE_SUCCEEDED);
+        moved = store_->Transition(lease, v1::JOB_STATE_SUCCEEDED);
         break;
       case RunOutcome::Kind::kFailed:
-        moved = store_->Transition(job.id(), v1::JOB_STATE_FAILED, outcome.reason);
+        moved = store_->Transition(lease, v1::JOB_STATE_FAILED, outcome.reason);
         break;
       case RunOutcome::Kind::kCancelled: {
         std::string reason = self->cancel_reason.empty() ? "cancelled" : self->cancel_reason;
         if (!outcome.reason.empty()) absl::StrAppend(&reason, " (", outcome.reason, ")");
-        moved = store_->Transition(job.id(), v1::JOB_STATE_CANCELLED, reason);
+        moved = store_->Transition(lease, v1::JOB_STATE_CANCELLED, reason);
         break;
       }
       case RunOutcome::Kind::kInterrupted:
-        moved = store_->Transition(job.id(), v1::JOB_STATE_QUEUED, kShutdownReason);
+        moved = store_->Transition(lease, v1::JOB_STATE_QUEUED,
+                                   outcome.reason.empty() ? kShutdownReason : outcome.reason);
         terminal = false;
         break;
     }
   }
+  // A lost lease: another worker resumed the job, whose results are its own now.
   if (!moved.ok()) ReportError(moved.status());
   // The hook runs before the slot is freed, so hooks see jobs finish in the order they did.
   if (moved.ok() && terminal && options_.on_job_finished) options_.on_job_finished(*moved);
@@ -232,6 +325,8 @@ void Scheduler::ReapFinished() {
   }
   for (const auto& job : finished) job->thread.join();
 }
+
+bool Scheduler::ShutdownFinished() const { return stopping_ && AllWorkersDone(); }
 
 bool Scheduler::AllWorkersDone() const {
   for (const auto& [id, job] : running_) {

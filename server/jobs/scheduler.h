@@ -35,6 +35,17 @@ struct SchedulerOptions {
   // Called when the scheduler's own store call fails (the job then stays as stored, and the next
   // start recovers it); the server logs it. May be called from any of the scheduler's threads.
   std::function<void(const Status&)> on_error;
+  // Called when a heartbeat finds that another worker took a job running here (its lease ran
+  // out); the job is stopped. May be called from the heartbeat thread.
+  std::function<void(const std::string& job_id)> on_lease_lost;
+  // This server's name in the store (--worker_id): the jobs it claims carry it. May be empty
+  // for a store the server owns alone.
+  std::string worker_id;
+  // How long a claimed job stays this worker's without a heartbeat (--lease_s). Heartbeats renew
+  // every running job's lease every third of it; a worker that stops renewing (killed, paused,
+  // cut off) loses its jobs to the other workers. Only for a shared store: a store this server
+  // owns alone (SQLite) gives leases that never expire, and a restart requeues its jobs at once.
+  absl::Duration lease = absl::Seconds(30);
 };
 
 // Thread-safe. Lock order: the scheduler's lock, then the store's. The scheduler calls some store
@@ -68,6 +79,11 @@ class Scheduler {
   // Wakes the dispatcher, e.g. after something else put a job in the store.
   void Notify() ABSL_LOCKS_EXCLUDED(mu_);
 
+  // What JobStore::FollowOtherServers reports: another server changed `nudge.job_id()` (every
+  // job when empty). Wakes the dispatcher, and when the job runs here and a cancel was requested
+  // through another server, stops it within one step. Never call it under the store's lock.
+  void OnOtherServerChange(const v1::JobEvent& nudge) ABSL_LOCKS_EXCLUDED(mu_);
+
   // Stops dispatching and interrupts every running job: each checkpoints (last.pt) within one
   // step and goes back to QUEUED, to resume at the next Start. Waits for the workers until
   // `deadline`; DeadlineExceeded naming the jobs still stopping if it passes (they are joined by
@@ -86,6 +102,7 @@ class Scheduler {
  private:
   struct RunningJob {
     std::string device;
+    Lease lease;
     StopRequest stop;
     std::string cancel_reason;  // guarded by the scheduler's mu_
     bool done = false;          // guarded by the scheduler's mu_; the worker has finished
@@ -96,12 +113,21 @@ class Scheduler {
   // Starts runnable jobs while device slots are free.
   void DispatchReady() ABSL_LOCKS_EXCLUDED(mu_);
   void Work(RunningJob* self, v1::Job job) ABSL_LOCKS_EXCLUDED(mu_);
+  // Renews the leases of the running jobs every third of the lease until shutdown; a job whose
+  // lease was lost stops, and one cancelled through another server is cancelled.
+  void HeartbeatLoop() ABSL_LOCKS_EXCLUDED(mu_);
+  // The running job's stop request learns that `held` lasts until `deadline`.
+  void ExtendLocalLease(const Lease& held, absl::Time deadline) ABSL_LOCKS_EXCLUDED(mu_);
+  // Stops the running job `id` when the stored job asks for a cancel.
+  void ApplyCancelRequest(const v1::Job& stored) ABSL_LOCKS_EXCLUDED(mu_);
+  absl::Duration lease() const;
   // Joins and forgets the workers that have finished.
   void ReapFinished() ABSL_LOCKS_EXCLUDED(mu_);
   void ReportError(const Status& status) const;
 
   bool WakeOrStopping() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return wake_ || stopping_; }
   bool AllWorkersDone() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool ShutdownFinished() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   JobStore* const store_;
   JobRunner* const runner_;
@@ -114,6 +140,7 @@ class Scheduler {
   bool wake_ ABSL_GUARDED_BY(mu_) = false;
   std::map<std::string, std::unique_ptr<RunningJob>> running_ ABSL_GUARDED_BY(mu_);
   std::thread dispatcher_ ABSL_GUARDED_BY(mu_);
+  std::thread heartbeat_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace selene::jobs

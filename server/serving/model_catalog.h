@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -26,6 +27,9 @@ struct ServableModelRecord {
   // training.monitor, value 0).
   std::string monitor;
   double best_value = 0.0;
+  // Asked before the checkpoint is loaded (optional): an error refuses the load, e.g. a file on
+  // a shared artifact root that does not match the sha256 its job recorded.
+  std::function<Status()> check_files;
 };
 
 class ModelCatalog {

@@ -162,6 +162,7 @@ StatusOr<std::shared_ptr<ServableModel>> ModelRegistry::GetJob(
       if (!found.ok()) return found.status();
       record = *std::move(found);
     }
+    if (record.check_files) SELENE_RETURN_IF_ERROR(record.check_files());
     try {
       return ServableModel::Load(record, options_.batcher, options_.model);
     } catch (const std::exception& e) {  // e.g. the batcher's thread could not start

@@ -306,6 +306,7 @@ class TrainingRun {
       state_.best_value = value;
       state_.epochs_without_improvement = 0;
       if (!options_.best_checkpoint.empty()) {
+        SELENE_RETURN_IF_ERROR(MayWrite());
         SELENE_RETURN_IF_ERROR(
             SaveCheckpoint(options_.best_checkpoint, network_, options_.metadata));
       }
@@ -318,11 +319,16 @@ class TrainingRun {
            state_.epochs_without_improvement >= options_.early_stopping.patience;
   }
 
+  Status MayWrite() const {
+    return callbacks_.before_write ? callbacks_.before_write() : OkStatus();
+  }
+
   Status SaveLast(int64_t next_epoch, int64_t next_step) {
     state_.next_epoch = next_epoch;
     state_.next_step = next_step;
     state_.schedule_state = schedule_.State();
     if (options_.last_checkpoint.empty()) return OkStatus();
+    SELENE_RETURN_IF_ERROR(MayWrite());
     return SaveCheckpoint(options_.last_checkpoint, network_, options_.metadata, optimizer_.get(),
                           &state_);
   }

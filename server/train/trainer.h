@@ -72,6 +72,10 @@ struct TrainerCallbacks {
   // Checked with `cancel` before every training step and validation batch: true stops the run
   // as a cancel does (e.g. the caller can no longer record its progress). May be empty.
   std::function<bool()> should_stop;
+  // Asked before every checkpoint write: an error ends the run with it, and nothing is written
+  // (a worker that lost its job's lease to another worker must not overwrite its files). May be
+  // empty.
+  std::function<Status()> before_write;
 };
 
 struct TrainResult {

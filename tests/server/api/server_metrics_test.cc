@@ -1,7 +1,7 @@
 // Tests server/api/server_metrics.h by feeding it job events, training steps, batches and
 // inference outcomes and reading the registry: jobs submitted and finished by outcome, queue
-// wait, each running job's epoch and validation metrics (gone when it stops running), and the
-// bounded model label of failed inference requests.
+// wait, each running job's epoch and validation metrics (gone when it stops running), the
+// bounded model label of failed inference requests, and this worker's series.
 #include "server/api/server_metrics.h"
 
 #include <gmock/gmock.h>
@@ -61,6 +61,26 @@ class ServerMetricsTest : public ::testing::Test {
   metrics::Registry registry_;
   ServerMetrics metrics_{&registry_};
 };
+
+TEST_F(ServerMetricsTest, WorkerSeriesNameTheWorkerAndCountItsStartsRunningJobsAndLostLeases) {
+  int running = 2;
+  metrics_.IdentifyWorker("gpu-1", "postgresql", [&] { return running; });
+  metrics_.OnJobEvent(StateChange("job-1", v1::JOB_STATE_QUEUED, v1::JOB_STATE_RUNNING, 100));
+  metrics_.OnJobEvent(StateChange("job-2", v1::JOB_STATE_QUEUED, v1::JOB_STATE_RUNNING, 101));
+  // Another server's nudge (no kind) is not a start here.
+  v1::JobEvent nudge;
+  nudge.set_job_id("job-3");
+  nudge.set_sequence(2);
+  metrics_.OnJobEvent(nudge);
+  metrics_.OnLeaseLost();
+  std::map<std::string, double> values = Values(registry_);
+  EXPECT_EQ(values["selene_worker_info{gpu-1,postgresql}"], 1);
+  EXPECT_EQ(values["selene_worker_jobs_started_total{gpu-1}"], 2);
+  EXPECT_EQ(values["selene_worker_leases_lost_total{gpu-1}"], 1);
+  EXPECT_EQ(values["selene_worker_jobs_running{gpu-1}"], 2);
+  running = 0;
+  EXPECT_EQ(Values(registry_)["selene_worker_jobs_running{gpu-1}"], 0);
+}
 
 TEST_F(ServerMetricsTest, JobLifeCycleCountsSubmissionQueueWaitAndOutcome) {
   metrics_.OnJobEvent(StateChange("job-1", v1::JOB_STATE_UNSPECIFIED, v1::JOB_STATE_QUEUED, 100));

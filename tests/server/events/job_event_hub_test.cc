@@ -1,6 +1,6 @@
 // Tests server/events/job_event_hub.h: events reach the subscribers of their job and the
-// every-job subscribers, nobody after unsubscribing, and ending a subscription waits for its
-// callback running on another thread.
+// every-job subscribers (a nudge without a job reaches all), nobody after unsubscribing, and ending
+// a subscription waits for its callback running on another thread.
 #include "server/events/job_event_hub.h"
 
 #include <gmock/gmock.h>
@@ -41,6 +41,16 @@ TEST(JobEventHubTest, DeliversToTheJobsSubscribersAndToEveryJobSubscribers) {
   EXPECT_THAT(two, ElementsAre(10));
   EXPECT_THAT(all, ElementsAre(1, 10, 2, 3));
   EXPECT_EQ(hub.subscriber_count(), 2);
+}
+
+// After the notifications from other servers were interrupted, every follower re-reads.
+TEST(JobEventHubTest, NudgeWithoutAJobReachesEverySubscriber) {
+  JobEventHub hub;
+  std::vector<std::string> heard;
+  auto s1 = hub.Subscribe("job-1", [&](const v1::JobEvent&) { heard.push_back("job-1"); });
+  auto s2 = hub.Subscribe("job-2", [&](const v1::JobEvent&) { heard.push_back("job-2"); });
+  hub.Publish(Event("", 0));
+  EXPECT_THAT(heard, ::testing::UnorderedElementsAre("job-1", "job-2"));
 }
 
 TEST(JobEventHubTest, ListenerFeedsTheHub) {

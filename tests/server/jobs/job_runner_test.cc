@@ -53,6 +53,44 @@ class JobRunnerTest : public JobTestFixture {
   }
 };
 
+// A worker whose lease another worker took (1 ms, certainly over 20 ms later) trains nothing and
+// writes nothing: no event, no file; the run is interrupted, not failed, for the new owner.
+TEST_F(JobRunnerTest, RunWithALostLeaseIsInterruptedAndWritesNothing) {
+  StatusOr<SubmitResult> submitted = store_->Submit(testing::MustResolve(MoonSpec("taken", 2)), "");
+  ASSERT_TRUE(submitted.ok()) << submitted.status();
+  auto stale = store_->ClaimNext("w1", "cpu", absl::Milliseconds(1));
+  ASSERT_TRUE(stale.ok() && stale->has_value());
+  absl::SleepFor(absl::Milliseconds(20));
+  auto taken = store_->ClaimNext("w2", "cpu", absl::Hours(1));
+  ASSERT_TRUE(taken.ok() && taken->has_value());
+  const size_t events = Events("job-1").size();
+
+  JobRunner runner(store_.get(), runner_options_);
+  StopRequest stop;
+  const RunOutcome outcome = runner.Run((*stale)->job, "cpu", stop, (*stale)->lease);
+  EXPECT_EQ(outcome.kind, RunOutcome::Kind::kInterrupted) << outcome.reason;
+  EXPECT_THAT(outcome.reason, HasSubstr("worker w2 holds the job now"));
+  EXPECT_EQ(Events("job-1").size(), events);
+  const RunFolder folder = RunFolder::OfJob(runner_options_.state_dir, "job-1");
+  std::error_code error;
+  EXPECT_TRUE(!fs::exists(folder.path(), error) || fs::is_empty(folder.path(), error));
+}
+
+// The worker's own clock ends a run whose lease no heartbeat renewed, before the store says so.
+TEST_F(JobRunnerTest, RunPastItsLocalLeaseStopsBeforeTraining) {
+  StatusOr<SubmitResult> submitted = store_->Submit(testing::MustResolve(MoonSpec("late", 2)), "");
+  ASSERT_TRUE(submitted.ok()) << submitted.status();
+  auto claimed = store_->ClaimNext("w1", "cpu", absl::Hours(1));
+  ASSERT_TRUE(claimed.ok() && claimed->has_value());
+  JobRunner runner(store_.get(), runner_options_);
+  StopRequest stop;
+  stop.HoldLeaseUntil(absl::Now() - absl::Seconds(1));
+  const RunOutcome outcome = runner.Run((*claimed)->job, "cpu", stop, (*claimed)->lease);
+  EXPECT_EQ(outcome.kind, RunOutcome::Kind::kInterrupted) << outcome.reason;
+  EXPECT_THAT(outcome.reason, HasSubstr("no heartbeat got through within the lease"));
+  EXPECT_EQ(store_->Get("job-1")->current_epoch(), 0);
+}
+
 TEST_F(JobRunnerTest, BinaryJobRecordsEpochsProgressAndLeavesEveryArtifact) {
   const v1::Job job = Started(MoonSpec("tiny-moon", 2));
   JobRunner runner(store_.get(), runner_options_);

@@ -1,5 +1,7 @@
-// Tests for server/jobs/job_store.h on temporary SQLite files: the job life cycle, event
-// numbering, queue order, dependencies, idempotent submits and what survives reopening the file.
+// Tests for server/jobs/job_store.h on both engines, a temporary SQLite file and a database of a
+// private PostgreSQL server (skipped with the reason when PostgreSQL cannot start): the job life
+// cycle, event numbering, queue order, dependencies, idempotent submits, leases and fencing, and
+// what survives reopening the store. The file checks at the end are SQLite's own.
 #include "server/jobs/job_store.h"
 
 #include <sqlite3.h>
@@ -17,6 +19,7 @@
 #include "google/protobuf/util/message_differencer.h"
 #include "gtest/gtest.h"
 #include "tests/testing/files.h"
+#include "tests/testing/postgres_server.h"
 #include "tests/testing/tiny_job_specs.h"
 
 namespace selene::jobs {
@@ -59,12 +62,25 @@ std::vector<std::string> Ids(const std::vector<v1::Job>& jobs) {
   return ids;
 }
 
-class JobStoreTest : public ::testing::Test {
+// The suite's fixture, on the engine engine() names; a test opens the same store again with
+// OpenStore as a restarted server would.
+class JobStoreFixture : public ::testing::Test {
  protected:
-  void SetUp() override { path_ = dir_ / "jobs.db"; }
+  virtual std::string engine() const { return "sqlite"; }
+
+  void SetUp() override {
+    path_ = dir_ / "jobs.db";
+    if (engine() == "postgresql") {
+      StatusOr<::selene::testing::PostgresServer*> server =
+          ::selene::testing::SharedPostgresServer();
+      if (!server.ok()) GTEST_SKIP() << "no PostgreSQL server: " << server.status().message();
+      postgres_uri_ = (*server)->CreateDatabase();
+    }
+  }
 
   std::unique_ptr<JobStore> OpenStore() {
-    auto store = JobStore::Open(path_);
+    auto store =
+        postgres_uri_.empty() ? JobStore::Open(path_) : JobStore::OpenPostgres(postgres_uri_);
     EXPECT_TRUE(store.ok()) << store.status();
     return store.ok() ? std::move(store).value() : nullptr;
   }
@@ -91,9 +107,22 @@ class JobStoreTest : public ::testing::Test {
 
   ::selene::testing::TempDir dir_{"selene-job-store-test"};
   std::string path_;
+  std::string postgres_uri_;  // empty on SQLite
 };
 
-TEST_F(JobStoreTest, SubmitQueuesJobsWithIncreasingIdsAndAFirstEvent) {
+class JobStoreTest : public JobStoreFixture, public ::testing::WithParamInterface<std::string> {
+ protected:
+  std::string engine() const override { return GetParam(); }
+};
+
+INSTANTIATE_TEST_SUITE_P(Engines, JobStoreTest, ::testing::Values("sqlite", "postgresql"),
+                         [](const ::testing::TestParamInfo<std::string>& info) {
+                           return info.param;
+                         });
+
+class SqliteJobStoreTest : public JobStoreFixture {};
+
+TEST_P(JobStoreTest, SubmitQueuesJobsWithIncreasingIdsAndAFirstEvent) {
   auto store = OpenStore();
   ASSERT_NE(store, nullptr);
   v1::JobSpec with_defaults = MoonSpec("defaults", 3);
@@ -129,7 +158,7 @@ TEST_F(JobStoreTest, SubmitQueuesJobsWithIncreasingIdsAndAFirstEvent) {
   EXPECT_EQ(events[0].state_change().to_state(), v1::JOB_STATE_QUEUED);
 }
 
-TEST_F(JobStoreTest, UnknownJobIsNotFoundNamingTheId) {
+TEST_P(JobStoreTest, UnknownJobIsNotFoundNamingTheId) {
   auto store = OpenStore();
   ASSERT_NE(store, nullptr);
   auto job = store->Get("job-42");
@@ -140,7 +169,7 @@ TEST_F(JobStoreTest, UnknownJobIsNotFoundNamingTheId) {
             absl::StatusCode::kNotFound);
 }
 
-TEST_F(JobStoreTest, IdsAreNeverReusedAcrossReopening) {
+TEST_P(JobStoreTest, IdsAreNeverReusedAcrossReopening) {
   {
     auto store = OpenStore();
     ASSERT_NE(store, nullptr);
@@ -153,7 +182,7 @@ TEST_F(JobStoreTest, IdsAreNeverReusedAcrossReopening) {
   EXPECT_EQ(MustGet(*store, "job-1").name(), "a");
 }
 
-TEST_F(JobStoreTest, ListPagesNewestFirstAndStaysStableUnderInserts) {
+TEST_P(JobStoreTest, ListPagesNewestFirstAndStaysStableUnderInserts) {
   auto store = OpenStore();
   ASSERT_NE(store, nullptr);
   for (int i = 1; i <= 7; ++i) MustSubmit(*store, MoonSpec("j" + std::to_string(i), 3));
@@ -180,7 +209,7 @@ TEST_F(JobStoreTest, ListPagesNewestFirstAndStaysStableUnderInserts) {
   EXPECT_TRUE(exact->next_page_token.empty());
 }
 
-TEST_F(JobStoreTest, ListFiltersByStateAndChecksItsArguments) {
+TEST_P(JobStoreTest, ListFiltersByStateAndChecksItsArguments) {
   auto store = OpenStore();
   ASSERT_NE(store, nullptr);
   for (int i = 1; i <= 5; ++i) MustSubmit(*store, MoonSpec("j" + std::to_string(i), 3));
@@ -211,7 +240,7 @@ TEST_F(JobStoreTest, ListFiltersByStateAndChecksItsArguments) {
   EXPECT_THAT(negative.status().message(), HasSubstr("page_size"));
 }
 
-TEST_F(JobStoreTest, PageSizeDefaultsTo50AndIsCappedAt500) {
+TEST_P(JobStoreTest, PageSizeDefaultsTo50AndIsCappedAt500) {
   auto store = OpenStore();
   ASSERT_NE(store, nullptr);
   for (int i = 0; i < 501; ++i) MustSubmit(*store, MoonSpec("j", 3));
@@ -224,7 +253,7 @@ TEST_F(JobStoreTest, PageSizeDefaultsTo50AndIsCappedAt500) {
   EXPECT_FALSE(capped->next_page_token.empty());
 }
 
-TEST_F(JobStoreTest, DuplicateRequestIdGivesOneJobAlsoAfterReopening) {
+TEST_P(JobStoreTest, DuplicateRequestIdGivesOneJobAlsoAfterReopening) {
   {
     auto store = OpenStore();
     ASSERT_NE(store, nullptr);
@@ -249,7 +278,7 @@ TEST_F(JobStoreTest, DuplicateRequestIdGivesOneJobAlsoAfterReopening) {
   EXPECT_EQ(MustEvents(*store, "job-1").size(), 1u) << "a retry must not add events";
 }
 
-TEST_F(JobStoreTest, RequestIdReusedWithAnotherSpecOrPriorityIsRefused) {
+TEST_P(JobStoreTest, RequestIdReusedWithAnotherSpecOrPriorityIsRefused) {
   auto store = OpenStore();
   ASSERT_NE(store, nullptr);
   MustSubmit(*store, MoonSpec("a", 3), 0, "req-7");
@@ -264,7 +293,7 @@ TEST_F(JobStoreTest, RequestIdReusedWithAnotherSpecOrPriorityIsRefused) {
   EXPECT_EQ(MustSubmit(*store, MoonSpec("a", 3)).id(), "job-3");
 }
 
-TEST_F(JobStoreTest, LegalTransitionsSetTimesDeviceAndEvents) {
+TEST_P(JobStoreTest, LegalTransitionsSetTimesDeviceAndEvents) {
   auto store = OpenStore();
   ASSERT_NE(store, nullptr);
   MustSubmit(*store, MoonSpec("a", 3));
@@ -298,7 +327,7 @@ TEST_F(JobStoreTest, LegalTransitionsSetTimesDeviceAndEvents) {
   EXPECT_EQ(MustGet(*store, "job-2").error(), "data set missing");
 }
 
-TEST_F(JobStoreTest, IllegalMovesAreRefusedNamingJobAndBothStates) {
+TEST_P(JobStoreTest, IllegalMovesAreRefusedNamingJobAndBothStates) {
   auto store = OpenStore();
   ASSERT_NE(store, nullptr);
   MustSubmit(*store, MoonSpec("a", 3));
@@ -318,7 +347,7 @@ TEST_F(JobStoreTest, IllegalMovesAreRefusedNamingJobAndBothStates) {
   EXPECT_EQ(MustEvents(*store, "job-1").size(), 2u) << "refused moves must not add events";
 }
 
-TEST_F(JobStoreTest, TerminalStatesNeverChange) {
+TEST_P(JobStoreTest, TerminalStatesNeverChange) {
   auto store = OpenStore();
   ASSERT_NE(store, nullptr);
   const std::vector<v1::JobState> terminal = {v1::JOB_STATE_SUCCEEDED, v1::JOB_STATE_FAILED,
@@ -348,7 +377,7 @@ TEST_F(JobStoreTest, TerminalStatesNeverChange) {
   }
 }
 
-TEST_F(JobStoreTest, CancelIsImmediateWhenQueuedAndRequestedWhenRunning) {
+TEST_P(JobStoreTest, CancelIsImmediateWhenQueuedAndRequestedWhenRunning) {
   auto store = OpenStore();
   ASSERT_NE(store, nullptr);
   MustSubmit(*store, MoonSpec("queued", 3));
@@ -368,7 +397,7 @@ TEST_F(JobStoreTest, CancelIsImmediateWhenQueuedAndRequestedWhenRunning) {
   EXPECT_EQ(MustGet(*store, "job-2").state(), v1::JOB_STATE_CANCELLED);
 }
 
-TEST_F(JobStoreTest, CancelReasonOfARunningJobSurvivesACrash) {
+TEST_P(JobStoreTest, CancelReasonOfARunningJobSurvivesACrash) {
   {
     auto store = OpenStore();
     ASSERT_NE(store, nullptr);
@@ -387,7 +416,7 @@ TEST_F(JobStoreTest, CancelReasonOfARunningJobSurvivesACrash) {
   EXPECT_EQ(job.resumes(), 0);
 }
 
-TEST_F(JobStoreTest, EveryInterruptionCountsAsAResume) {
+TEST_P(JobStoreTest, EveryInterruptionCountsAsAResume) {
   auto store = OpenStore();
   ASSERT_NE(store, nullptr);
   MustSubmit(*store, MoonSpec("interrupted", 3));
@@ -401,7 +430,7 @@ TEST_F(JobStoreTest, EveryInterruptionCountsAsAResume) {
   EXPECT_EQ(MustGet(*store, "job-1").resumes(), 2);
 }
 
-TEST_F(JobStoreTest, EventSequencesIncreaseWithoutGapsAndResumeAfterASequence) {
+TEST_P(JobStoreTest, EventSequencesIncreaseWithoutGapsAndResumeAfterASequence) {
   auto store = OpenStore();
   ASSERT_NE(store, nullptr);
   MustSubmit(*store, MoonSpec("a", 3));
@@ -437,7 +466,7 @@ TEST_F(JobStoreTest, EventSequencesIncreaseWithoutGapsAndResumeAfterASequence) {
   EXPECT_TRUE(MustEvents(*store, "job-1", 8).empty());
 }
 
-TEST_F(JobStoreTest, AppendEventTakesStepProgressOfRunningJobsOnly) {
+TEST_P(JobStoreTest, AppendEventTakesStepProgressOfRunningJobsOnly) {
   auto store = OpenStore();
   ASSERT_NE(store, nullptr);
   MustSubmit(*store, MoonSpec("a", 3));
@@ -457,7 +486,7 @@ TEST_F(JobStoreTest, AppendEventTakesStepProgressOfRunningJobsOnly) {
   EXPECT_EQ(MustEvents(*store, "job-1").size(), 2u);
 }
 
-TEST_F(JobStoreTest, RecordEpochKeepsHistoryLatestMetricsAndBest) {
+TEST_P(JobStoreTest, RecordEpochKeepsHistoryLatestMetricsAndBest) {
   auto store = OpenStore();
   ASSERT_NE(store, nullptr);
   MustSubmit(*store, MoonSpec("a", 3));
@@ -493,7 +522,7 @@ TEST_F(JobStoreTest, RecordEpochKeepsHistoryLatestMetricsAndBest) {
             absl::StatusCode::kInvalidArgument);
 }
 
-TEST_F(JobStoreTest, NextRunnableTakesHighestPriorityThenFirstSubmitted) {
+TEST_P(JobStoreTest, NextRunnableTakesHighestPriorityThenFirstSubmitted) {
   auto store = OpenStore();
   ASSERT_NE(store, nullptr);
   auto none = store->NextRunnable();
@@ -516,7 +545,7 @@ TEST_F(JobStoreTest, NextRunnableTakesHighestPriorityThenFirstSubmitted) {
   EXPECT_THAT(order, ElementsAre("job-2", "job-4", "job-1", "job-3", "job-5"));
 }
 
-TEST_F(JobStoreTest, UnknownDependencyIsNotFoundNamingIt) {
+TEST_P(JobStoreTest, UnknownDependencyIsNotFoundNamingIt) {
   auto store = OpenStore();
   ASSERT_NE(store, nullptr);
   auto submitted = store->Submit(testing::MustResolve(EncoderUNetSpec("enc", "job-9")), "", 0);
@@ -525,7 +554,7 @@ TEST_F(JobStoreTest, UnknownDependencyIsNotFoundNamingIt) {
   EXPECT_THAT(submitted.status().message(), HasSubstr("encoder_job_id"));
 }
 
-TEST_F(JobStoreTest, DependentJobWaitsUntilItsEncoderJobSucceeded) {
+TEST_P(JobStoreTest, DependentJobWaitsUntilItsEncoderJobSucceeded) {
   auto store = OpenStore();
   ASSERT_NE(store, nullptr);
   MustSubmit(*store, ClassifierSpec("cls"), 0);                                 // job-1
@@ -545,7 +574,7 @@ TEST_F(JobStoreTest, DependentJobWaitsUntilItsEncoderJobSucceeded) {
   EXPECT_EQ((*next)->id(), "job-2");
 }
 
-TEST_F(JobStoreTest, FailedEncoderJobFailsItsDependentsWithItsReason) {
+TEST_P(JobStoreTest, FailedEncoderJobFailsItsDependentsWithItsReason) {
   auto store = OpenStore();
   ASSERT_NE(store, nullptr);
   MustSubmit(*store, ClassifierSpec("cls"));                   // job-1
@@ -570,7 +599,7 @@ TEST_F(JobStoreTest, FailedEncoderJobFailsItsDependentsWithItsReason) {
   EXPECT_EQ(events[1].state_change().reason(), enc.error());
 }
 
-TEST_F(JobStoreTest, CancelledEncoderJobFailsItsDependents) {
+TEST_P(JobStoreTest, CancelledEncoderJobFailsItsDependents) {
   auto store = OpenStore();
   ASSERT_NE(store, nullptr);
   MustSubmit(*store, ClassifierSpec("cls"));            // job-1
@@ -585,7 +614,7 @@ TEST_F(JobStoreTest, CancelledEncoderJobFailsItsDependents) {
   EXPECT_TRUE(failed->empty());
 }
 
-TEST_F(JobStoreTest, RecoverAfterRestartRequeuesRunningJobsForResume) {
+TEST_P(JobStoreTest, RecoverAfterRestartRequeuesRunningJobsForResume) {
   {
     auto store = OpenStore();
     ASSERT_NE(store, nullptr);
@@ -638,7 +667,7 @@ TEST_F(JobStoreTest, RecoverAfterRestartRequeuesRunningJobsForResume) {
   EXPECT_EQ(MustGet(*store, "job-1").resumes(), 2);
 }
 
-TEST_F(JobStoreTest, CountByStateCountsEveryState) {
+TEST_P(JobStoreTest, CountByStateCountsEveryState) {
   auto store = OpenStore();
   ASSERT_NE(store, nullptr);
   for (int i = 0; i < 4; ++i) MustSubmit(*store, MoonSpec("j", 3));
@@ -654,7 +683,7 @@ TEST_F(JobStoreTest, CountByStateCountsEveryState) {
   EXPECT_EQ(counts->at(v1::JOB_STATE_FAILED), 0);
 }
 
-TEST_F(JobStoreTest, ListenerSeesEveryCommittedEvent) {
+TEST_P(JobStoreTest, ListenerSeesEveryCommittedEvent) {
   auto store = OpenStore();
   ASSERT_NE(store, nullptr);
   absl::Mutex mu;
@@ -674,7 +703,7 @@ TEST_F(JobStoreTest, ListenerSeesEveryCommittedEvent) {
                       {"job-1", 1}, {"job-1", 2}, {"job-1", 3}, {"job-1", 4}, {"job-1", 5}}));
 }
 
-TEST_F(JobStoreTest, ConcurrentSubmitsGiveUniqueIdsAndLoseNothing) {
+TEST_P(JobStoreTest, ConcurrentSubmitsGiveUniqueIdsAndLoseNothing) {
   auto store = OpenStore();
   ASSERT_NE(store, nullptr);
   constexpr int kThreads = 8;
@@ -715,7 +744,215 @@ TEST_F(JobStoreTest, ConcurrentSubmitsGiveUniqueIdsAndLoseNothing) {
   EXPECT_FALSE(store->Get("job-" + std::to_string(kThreads * kPerThread + 2)).ok());
 }
 
-TEST_F(JobStoreTest, FileUsesWalAndRecordsItsSchemaVersion) {
+TEST_P(JobStoreTest, ClaimNextGivesRunnableJobsInOrderWithGrowingFencingTokens) {
+  auto store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  MustSubmit(*store, MoonSpec("low", 3));
+  MustSubmit(*store, MoonSpec("high", 3), /*priority=*/5);
+  auto first = store->ClaimNext("w1", "cuda:0", absl::Hours(1));
+  ASSERT_TRUE(first.ok()) << first.status();
+  ASSERT_TRUE(first->has_value());
+  EXPECT_EQ((*first)->job.id(), "job-2");
+  EXPECT_EQ((*first)->job.state(), v1::JOB_STATE_RUNNING);
+  EXPECT_EQ((*first)->job.device(), "cuda:0");
+  EXPECT_EQ(MustGet(*store, "job-2").worker(), "w1");
+  EXPECT_EQ((*first)->lease.worker, "w1");
+  EXPECT_EQ((*first)->lease.token, 1);
+  auto second = store->ClaimNext("w2", "cpu", absl::Hours(1));
+  ASSERT_TRUE(second.ok() && second->has_value());
+  EXPECT_EQ((*second)->job.id(), "job-1");
+  auto none = store->ClaimNext("w1", "cpu", absl::Hours(1));
+  ASSERT_TRUE(none.ok()) << none.status();
+  EXPECT_FALSE(none->has_value());
+}
+
+// The lease of 1 ms has certainly expired 20 ms later, however busy the machine: no race.
+TEST_P(JobStoreTest, ExpiredLeaseRequeuesTheJobAndFencesTheOldOwnerOut) {
+  auto store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  MustSubmit(*store, MoonSpec("job", 3));
+  auto old_claim = store->ClaimNext("w1", "cpu", absl::Milliseconds(1));
+  ASSERT_TRUE(old_claim.ok() && old_claim->has_value());
+  const Lease old_lease = (*old_claim)->lease;
+  ASSERT_TRUE(store->RecordEpoch(old_lease, Epoch(1, 0.5, true)).ok());
+  absl::SleepFor(absl::Milliseconds(20));
+
+  auto new_claim = store->ClaimNext("w2", "cpu", absl::Hours(1));  // requeues, then claims
+  ASSERT_TRUE(new_claim.ok() && new_claim->has_value()) << new_claim.status();
+  const Lease new_lease = (*new_claim)->lease;
+  EXPECT_EQ(new_lease.token, old_lease.token + 1);
+  const v1::Job taken = MustGet(*store, "job-1");
+  EXPECT_EQ(taken.worker(), "w2");
+  EXPECT_TRUE(taken.resume_from_checkpoint());
+  const std::vector<v1::JobEvent> before = MustEvents(*store, "job-1");
+  ASSERT_GE(before.size(), 2u);
+  EXPECT_THAT(before[before.size() - 2].state_change().reason(),
+              HasSubstr("worker w1 stopped renewing its lease"));
+
+  // Every write of the old owner is refused, and none of them changes anything.
+  const auto lost = [](const Status& status) { return JobStore::IsLeaseLost(status); };
+  EXPECT_TRUE(lost(store->AppendEvent(old_lease, Progress(3)).status()));
+  EXPECT_TRUE(lost(store->RecordEpoch(old_lease, Epoch(2, 0.9, true)).status()));
+  EXPECT_TRUE(lost(store->RecordArtifacts(old_lease, {{"best.pt", 3, "abc"}})));
+  EXPECT_TRUE(lost(store->Transition(old_lease, v1::JOB_STATE_SUCCEEDED).status()));
+  EXPECT_TRUE(lost(store->RenewLease(old_lease, absl::Hours(1)).status()));
+  EXPECT_TRUE(lost(store->CheckLease(old_lease)));
+  auto refused = store->CheckLease(old_lease);
+  EXPECT_THAT(refused.message(), HasSubstr("worker w2 holds the job now"));
+  EXPECT_EQ(MustEvents(*store, "job-1").size(), before.size());
+  EXPECT_EQ(MustGet(*store, "job-1").state(), v1::JOB_STATE_RUNNING);
+  EXPECT_EQ(MustGet(*store, "job-1").current_epoch(), 1);
+  auto artifacts = store->Artifacts("job-1");
+  ASSERT_TRUE(artifacts.ok());
+  EXPECT_TRUE(artifacts->empty());
+
+  // The new owner's writes go through.
+  EXPECT_TRUE(store->CheckLease(new_lease).ok());
+  EXPECT_TRUE(store->RecordEpoch(new_lease, Epoch(2, 0.7, true)).ok());
+  ASSERT_TRUE(store->RecordArtifacts(new_lease, {{"best.pt", 3, "abc"}}).ok());
+  auto moved = store->Transition(new_lease, v1::JOB_STATE_SUCCEEDED);
+  ASSERT_TRUE(moved.ok()) << moved.status();
+  artifacts = store->Artifacts("job-1");
+  ASSERT_TRUE(artifacts.ok());
+  ASSERT_EQ(artifacts->size(), 1u);
+  EXPECT_EQ((*artifacts)[0].name, "best.pt");
+  EXPECT_EQ((*artifacts)[0].size_bytes, 3);
+  EXPECT_EQ((*artifacts)[0].sha256, "abc");
+  // A finished job's lease is over for its last owner too.
+  EXPECT_TRUE(lost(store->CheckLease(new_lease)));
+}
+
+TEST_P(JobStoreTest, RenewedLeaseDoesNotExpireAndCarriesACancelRequest) {
+  auto store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  MustSubmit(*store, MoonSpec("job", 3));
+  auto claim = store->ClaimNext("w1", "cpu", absl::Milliseconds(1));
+  ASSERT_TRUE(claim.ok() && claim->has_value());
+  auto renewed = store->RenewLease((*claim)->lease, absl::Hours(1));
+  ASSERT_TRUE(renewed.ok()) << renewed.status();
+  EXPECT_FALSE(renewed->cancel_requested());
+  absl::SleepFor(absl::Milliseconds(20));
+  auto requeued = store->RequeueExpiredLeases();
+  ASSERT_TRUE(requeued.ok()) << requeued.status();
+  EXPECT_TRUE(requeued->empty());
+
+  ASSERT_TRUE(store->RequestCancel("job-1", "not needed").ok());
+  renewed = store->RenewLease((*claim)->lease, absl::Hours(1));
+  ASSERT_TRUE(renewed.ok()) << renewed.status();
+  EXPECT_TRUE(renewed->cancel_requested());
+  EXPECT_EQ(renewed->cancel_reason(), "not needed");
+}
+
+TEST_P(JobStoreTest, ExpiredLeaseOfACancelledJobEndsItCancelled) {
+  auto store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  MustSubmit(*store, MoonSpec("job", 3));
+  auto claim = store->ClaimNext("w1", "cpu", absl::Milliseconds(1));
+  ASSERT_TRUE(claim.ok() && claim->has_value());
+  ASSERT_TRUE(store->RequestCancel("job-1", "stop it").ok());
+  absl::SleepFor(absl::Milliseconds(20));
+  auto requeued = store->RequeueExpiredLeases();
+  ASSERT_TRUE(requeued.ok()) << requeued.status();
+  EXPECT_TRUE(requeued->empty());
+  const v1::Job job = MustGet(*store, "job-1");
+  EXPECT_EQ(job.state(), v1::JOB_STATE_CANCELLED);
+  EXPECT_THAT(job.error(), HasSubstr("stop it"));
+}
+
+TEST_P(JobStoreTest, RestartOfOneWorkerRequeuesOnlyItsOwnJobs) {
+  auto store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  MustSubmit(*store, MoonSpec("a", 3));
+  MustSubmit(*store, MoonSpec("b", 3));
+  ASSERT_TRUE(store->ClaimNext("w1", "cpu", absl::Hours(1)).ok());
+  ASSERT_TRUE(store->ClaimNext("w2", "cpu", absl::Hours(1)).ok());
+  auto requeued = store->RecoverAfterRestart("w1");
+  ASSERT_TRUE(requeued.ok()) << requeued.status();
+  EXPECT_THAT(*requeued, ElementsAre("job-1"));
+  EXPECT_EQ(MustGet(*store, "job-1").state(), v1::JOB_STATE_QUEUED);
+  EXPECT_EQ(MustGet(*store, "job-2").state(), v1::JOB_STATE_RUNNING);
+}
+
+// Workers on connections of their own claim at once: each job goes to exactly one of them.
+TEST_P(JobStoreTest, ConcurrentClaimsGiveEveryJobToExactlyOneWorker) {
+  constexpr int kJobs = 24;
+  constexpr int kWorkers = 4;
+  {
+    auto store = OpenStore();
+    ASSERT_NE(store, nullptr);
+    for (int i = 0; i < kJobs; ++i) MustSubmit(*store, MoonSpec("job", 3));
+  }
+  std::vector<std::unique_ptr<JobStore>> stores;
+  for (int w = 0; w < kWorkers; ++w) {
+    stores.push_back(OpenStore());
+    ASSERT_NE(stores.back(), nullptr);
+  }
+  absl::Mutex mu;
+  std::vector<std::string> claimed;
+  std::vector<std::string> errors;
+  std::vector<std::thread> workers;
+  for (int w = 0; w < kWorkers; ++w) {
+    workers.emplace_back([&, w] {
+      while (true) {
+        auto next = stores[w]->ClaimNext(absl::StrCat("w", w), "cpu", absl::Hours(1));
+        absl::MutexLock lock(&mu);
+        if (!next.ok()) {
+          errors.push_back(std::string(next.status().message()));
+          return;
+        }
+        if (!next->has_value()) return;
+        claimed.push_back((*next)->job.id());
+      }
+    });
+  }
+  for (std::thread& worker : workers) worker.join();
+  EXPECT_THAT(errors, ::testing::IsEmpty());
+  EXPECT_EQ(claimed.size(), static_cast<size_t>(kJobs));
+  EXPECT_EQ(std::set<std::string>(claimed.begin(), claimed.end()).size(),
+            static_cast<size_t>(kJobs));
+}
+
+TEST_P(JobStoreTest, OtherServersHearOfEventsAndCancelRequests) {
+  auto submitter = OpenStore();
+  auto follower = OpenStore();
+  ASSERT_NE(submitter, nullptr);
+  ASSERT_NE(follower, nullptr);
+  absl::Mutex mu;
+  std::vector<v1::JobEvent> nudges;
+  ASSERT_TRUE(follower
+                  ->FollowOtherServers([&](const v1::JobEvent& nudge) {
+                    absl::MutexLock lock(&mu);
+                    nudges.push_back(nudge);
+                  })
+                  .ok());
+  MustSubmit(*submitter, MoonSpec("job", 3));
+  ASSERT_TRUE(submitter->ClaimNext("w1", "cpu", absl::Hours(1)).ok());
+  ASSERT_TRUE(submitter->RequestCancel("job-1").ok());
+  // The follower's own writes are not reported back to it: job-2 is never heard of, job-3 is.
+  MustSubmit(*follower, MoonSpec("own", 3));
+  MustSubmit(*submitter, MoonSpec("last", 3));
+  if (submitter->exclusive()) {
+    // SQLite has no other servers: there is nothing to follow.
+    follower->StopFollowingOtherServers();
+    absl::MutexLock lock(&mu);
+    EXPECT_TRUE(nudges.empty());
+    return;
+  }
+  // job-1 submitted (1), started (2), its cancel request (0), then job-3 submitted, in commit
+  // order.
+  const auto heard_last = [&] { return !nudges.empty() && nudges.back().job_id() == "job-3"; };
+  absl::MutexLock lock(&mu);
+  ASSERT_TRUE(mu.AwaitWithTimeout(absl::Condition(&heard_last), absl::Seconds(60)))
+      << nudges.size() << " nudges";
+  std::vector<std::string> heard;
+  for (const v1::JobEvent& nudge : nudges) {
+    EXPECT_EQ(nudge.kind_case(), v1::JobEvent::KIND_NOT_SET);
+    heard.push_back(absl::StrCat(nudge.job_id(), "#", nudge.sequence()));
+  }
+  EXPECT_THAT(heard, ElementsAre("job-1#1", "job-1#2", "job-1#0", "job-3#1"));
+}
+
+TEST_F(SqliteJobStoreTest, FileUsesWalAndRecordsItsSchemaVersion) {
   ASSERT_NE(OpenStore(), nullptr);
   sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open_v2(path_.c_str(), &db, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
@@ -734,7 +971,7 @@ TEST_F(JobStoreTest, FileUsesWalAndRecordsItsSchemaVersion) {
   sqlite3_close(db);
 }
 
-TEST_F(JobStoreTest, CorruptFileIsAnErrorNamingThePath) {
+TEST_F(SqliteJobStoreTest, CorruptFileIsAnErrorNamingThePath) {
   {
     std::ofstream out(path_, std::ios::binary);
     std::mt19937 rng(7);
@@ -746,7 +983,7 @@ TEST_F(JobStoreTest, CorruptFileIsAnErrorNamingThePath) {
   EXPECT_THAT(store.status().message(), HasSubstr(path_));
 }
 
-TEST_F(JobStoreTest, ForeignDatabaseAndNewerSchemaAreRefused) {
+TEST_F(SqliteJobStoreTest, ForeignDatabaseAndNewerSchemaAreRefused) {
   sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open(path_.c_str(), &db), SQLITE_OK);
   ASSERT_EQ(sqlite3_exec(db, "CREATE TABLE photos (id INTEGER)", nullptr, nullptr, nullptr),
@@ -769,7 +1006,7 @@ TEST_F(JobStoreTest, ForeignDatabaseAndNewerSchemaAreRefused) {
   EXPECT_THAT(newer.status().message(), HasSubstr(newer_path));
 }
 
-TEST_F(JobStoreTest, UnopenablePathIsAnErrorNamingIt) {
+TEST_F(SqliteJobStoreTest, UnopenablePathIsAnErrorNamingIt) {
   const std::string missing = dir_ / "no-such-folder/jobs.db";
   auto store = JobStore::Open(missing);
   ASSERT_FALSE(store.ok());
