@@ -134,6 +134,7 @@ int RunGet(const ParsedArgs& args, Connection& connection) {
   table.AddRow({"task", std::string(absl::StripPrefix(v1::Task_Name(job.spec().task()), "TASK_"))});
   table.AddRow({"priority", absl::StrCat(job.priority())});
   table.AddRow({"device", job.device().empty() ? "-" : job.device()});
+  table.AddRow({"worker", job.worker().empty() ? "-" : job.worker()});
   table.AddRow({"epoch", EpochText(job)});
   table.AddRow({"best", BestText(job)});
   std::vector<std::pair<std::string, double>> metrics(job.latest_metrics().begin(),

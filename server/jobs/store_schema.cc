@@ -162,7 +162,7 @@ StatusOr<int> ReadVersion(sql::SqlConnection& db, const EngineSchema& schema) {
 
 StatusOr<int> StoreSchemaVersion(sql::SqlConnection& db) { return ReadVersion(db, SchemaFor(db)); }
 
-Status MigrateStoreSchema(sql::SqlConnection& db) {
+Status MigrateStoreSchema(sql::SqlConnection& db, int target) {
   const EngineSchema& schema = SchemaFor(db);
   SELENE_RETURN_IF_ERROR(db.Begin(sql::SqlConnection::TransactionMode::kWrite));
   const auto migrate = [&]() -> Status {
@@ -174,7 +174,7 @@ Status MigrateStoreSchema(sql::SqlConnection& db) {
           "job store ", db.location(), ": schema version ", version,
           " was written by a newer Selene; this build knows up to ", kStoreSchemaVersion));
     }
-    for (int v = version; v < kStoreSchemaVersion; ++v) {
+    for (int v = version; v < target; ++v) {
       SELENE_RETURN_IF_ERROR(db.ExecScript(schema.migrations[v]));
       SELENE_RETURN_IF_ERROR(
           db.Query("UPDATE schema_version SET version = $1", {int64_t{v + 1}}).status());

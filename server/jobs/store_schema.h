@@ -13,7 +13,8 @@ inline constexpr int kStoreSchemaVersion = 2;
 // database, migrates an older schema one step at a time, and refuses (FailedPrecondition naming
 // both versions) a schema newer than this build, or a database that holds other tables but no
 // Selene schema. On PostgreSQL an advisory lock makes servers that start together migrate once.
-Status MigrateStoreSchema(sql::SqlConnection& db);
+// `target` below kStoreSchemaVersion stops there (tests make older stores with it).
+Status MigrateStoreSchema(sql::SqlConnection& db, int target = kStoreSchemaVersion);
 
 // The schema version of an existing store, without changing anything (a read-only store).
 StatusOr<int> StoreSchemaVersion(sql::SqlConnection& db);

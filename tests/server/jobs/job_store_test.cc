@@ -18,6 +18,9 @@
 #include "gmock/gmock.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "gtest/gtest.h"
+#include "server/jobs/sql/postgres_connection.h"
+#include "server/jobs/sql/sqlite_connection.h"
+#include "server/jobs/store_schema.h"
 #include "tests/testing/files.h"
 #include "tests/testing/postgres_server.h"
 #include "tests/testing/tiny_job_specs.h"
@@ -969,6 +972,93 @@ TEST_F(SqliteJobStoreTest, FileUsesWalAndRecordsItsSchemaVersion) {
   EXPECT_EQ(scalar("PRAGMA journal_mode"), "wal");
   EXPECT_EQ(scalar("SELECT version FROM schema_version"), std::to_string(JobStore::kSchemaVersion));
   sqlite3_close(db);
+}
+
+// A store written by the previous release (schema 1, no leases or artifacts) keeps its jobs and
+// their events when this build opens it, and its queued jobs can be claimed.
+TEST_F(SqliteJobStoreTest, VersionOneFileIsMigratedKeepingItsJobs) {
+  {
+    auto db = sql::SqliteConnection::Open(path_);
+    ASSERT_TRUE(db.ok()) << db.status();
+    ASSERT_TRUE(MigrateStoreSchema(**db, 1).ok());
+    v1::Job job;
+    job.set_id("job-1");
+    job.set_state(v1::JOB_STATE_QUEUED);
+    *job.mutable_spec() = MoonSpec("old", 3);
+    v1::JobEvent submitted;
+    submitted.set_job_id("job-1");
+    submitted.set_sequence(1);
+    submitted.mutable_state_change()->set_to_state(v1::JOB_STATE_QUEUED);
+    ASSERT_TRUE((*db)
+                    ->Query("INSERT INTO jobs (seq, id, state, priority, job, last_event_seq) "
+                            "VALUES (1, 'job-1', $1, 0, $2, 1)",
+                            {int64_t{v1::JOB_STATE_QUEUED}, sql::Blob{job.SerializeAsString()}})
+                    .ok());
+    ASSERT_TRUE((*db)
+                    ->Query("INSERT INTO job_events (job_id, sequence, kind, time_ms, event) "
+                            "VALUES ('job-1', 1, 'state_change', 0, $1)",
+                            {sql::Blob{submitted.SerializeAsString()}})
+                    .ok());
+  }
+  auto store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(MustGet(*store, "job-1").spec().name(), "old");
+  EXPECT_EQ(MustEvents(*store, "job-1").size(), 1u);
+  auto claimed = store->ClaimNext("w1", "cpu", absl::Hours(1));
+  ASSERT_TRUE(claimed.ok() && claimed->has_value()) << claimed.status();
+  EXPECT_EQ((*claimed)->lease.token, 1);
+  EXPECT_EQ(MustSubmit(*store, MoonSpec("new", 3)).id(), "job-2");
+}
+
+class PostgresJobStoreTest : public JobStoreFixture {
+ protected:
+  std::string engine() const override { return "postgresql"; }
+};
+
+// Servers of a fleet that start together: the advisory lock lets one create the tables and the
+// others find them made.
+TEST_F(PostgresJobStoreTest, ServersStartingTogetherCreateTheSchemaOnce) {
+  constexpr int kServers = 4;
+  std::vector<Status> opened(kServers);
+  std::vector<std::thread> servers;
+  for (int i = 0; i < kServers; ++i) {
+    servers.emplace_back([&, i] { opened[i] = JobStore::OpenPostgres(postgres_uri_).status(); });
+  }
+  for (std::thread& server : servers) server.join();
+  for (const Status& status : opened) EXPECT_TRUE(status.ok()) << status;
+  auto db = sql::PostgresConnection::Open(postgres_uri_);
+  ASSERT_TRUE(db.ok()) << db.status();
+  auto version = StoreSchemaVersion(**db);
+  ASSERT_TRUE(version.ok()) << version.status();
+  EXPECT_EQ(*version, JobStore::kSchemaVersion);
+}
+
+TEST_F(PostgresJobStoreTest, ForeignDatabaseAndNewerSchemaAreRefusedNamingTheUri) {
+  {
+    auto db = sql::PostgresConnection::Open(postgres_uri_);
+    ASSERT_TRUE(db.ok()) << db.status();
+    ASSERT_TRUE((*db)->Query("CREATE TABLE photos (id INTEGER)").ok());
+  }
+  auto foreign = JobStore::OpenPostgres(postgres_uri_);
+  ASSERT_EQ(foreign.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(foreign.status().message(), HasSubstr("not a Selene job store"));
+  EXPECT_THAT(foreign.status().message(), HasSubstr("photos"));
+  {
+    auto db = sql::PostgresConnection::Open(postgres_uri_);
+    ASSERT_TRUE(db.ok());
+    ASSERT_TRUE((*db)->Query("DROP TABLE photos").ok());
+  }
+  ASSERT_NE(OpenStore(), nullptr);
+  {
+    auto db = sql::PostgresConnection::Open(postgres_uri_);
+    ASSERT_TRUE(db.ok());
+    ASSERT_TRUE((*db)->Query("UPDATE schema_version SET version = 99").ok());
+  }
+  auto newer = JobStore::OpenPostgres(postgres_uri_);
+  ASSERT_EQ(newer.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(newer.status().message(), HasSubstr("schema version 99"));
+  EXPECT_THAT(newer.status().message(),
+              HasSubstr((*sql::PostgresConnection::Open(postgres_uri_))->location()));
 }
 
 TEST_F(SqliteJobStoreTest, CorruptFileIsAnErrorNamingThePath) {
