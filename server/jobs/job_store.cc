@@ -658,7 +658,12 @@ StatusOr<v1::Job> JobStore::Transition(const Lease& lease, v1::JobState to,
         "job ", ForMessage(lease.job_id), ": cannot move to state ", static_cast<int>(to)));
   }
   return InTransaction(kWrite, [&](StoreTransaction& txn) -> StatusOr<v1::Job> {
-    SELENE_ASSIGN_OR_RETURN(v1::Job job, txn.LoadLeased(lease));
+    int64_t token = 0;
+    SELENE_ASSIGN_OR_RETURN(v1::Job job, txn.LoadJob(lease.job_id, &token));
+    // Already made by this lease: a retry after a COMMIT whose answer was lost with the
+    // connection. The move happened once; it is not an error to ask again.
+    if (job.state() == to && token == lease.token && job.worker() == lease.worker) return job;
+    SELENE_ASSIGN_OR_RETURN(job, txn.LoadLeased(lease));
     SELENE_RETURN_IF_ERROR(txn.Transition(&job, to, reason));
     return job;
   });

@@ -167,7 +167,8 @@ class JobStore {
 
   // The same move for the worker holding `lease`: FailedPrecondition as above, and Aborted
   // (IsLeaseLost) when the lease is no longer the job's, which then stays as the new owner left it.
-  // Leaving RUNNING ends the lease.
+  // Leaving RUNNING ends the lease. Asking again for a move this lease made returns the job as
+  // it is (a retry whose first COMMIT did happen, though its answer was lost).
   StatusOr<v1::Job> Transition(const Lease& lease, v1::JobState to, const std::string& reason = "");
 
   // QUEUED -> RUNNING on `device` ("cpu", "cuda:0"), in one transaction with the event, for

@@ -825,6 +825,24 @@ TEST_P(JobStoreTest, ExpiredLeaseRequeuesTheJobAndFencesTheOldOwnerOut) {
   EXPECT_TRUE(lost(store->CheckLease(new_lease)));
 }
 
+// A worker whose COMMIT went through but whose answer was lost asks again: the same answer.
+TEST_P(JobStoreTest, FencedMoveAskedAgainByItsLeaseReturnsTheJobAsItIs) {
+  auto store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  MustSubmit(*store, MoonSpec("job", 3));
+  auto claim = store->ClaimNext("w1", "cpu", absl::Hours(1));
+  ASSERT_TRUE(claim.ok() && claim->has_value());
+  ASSERT_TRUE(store->Transition((*claim)->lease, v1::JOB_STATE_SUCCEEDED).ok());
+  const size_t events = MustEvents(*store, "job-1").size();
+  auto again = store->Transition((*claim)->lease, v1::JOB_STATE_SUCCEEDED);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->state(), v1::JOB_STATE_SUCCEEDED);
+  EXPECT_EQ(MustEvents(*store, "job-1").size(), events);
+  // Another move is still refused: the job is finished.
+  EXPECT_TRUE(
+      JobStore::IsLeaseLost(store->Transition((*claim)->lease, v1::JOB_STATE_FAILED).status()));
+}
+
 TEST_P(JobStoreTest, RenewedLeaseDoesNotExpireAndCarriesACancelRequest) {
   auto store = OpenStore();
   ASSERT_NE(store, nullptr);
