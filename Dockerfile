@@ -1,7 +1,7 @@
 # Selene's CPU image: selene-server, the selene CLI and selene-train on Debian bookworm.
 #
 #   podman build --isolation chroot --format docker -t selene .     # or: docker build -t selene .
-#   podman run -d -p 50051:50051 -p 9464:9464 -v selene-state:/var/lib/selene \
+#   podman run -d -p 50051:50051 -p 8000:8000 -p 9464:9464 -v selene-state:/var/lib/selene \
 #       -v /path/to/datasets:/data:ro selene
 #
 # --format docker keeps the HEALTHCHECK (the OCI image format has no field for it; podman drops
@@ -34,16 +34,16 @@ FROM debian:bookworm
 ENV DEBIAN_FRONTEND=noninteractive
 # The packages of the libraries the binaries link directly (readelf -d NEEDED, then dpkg -S):
 # LibTorch 1.13, OpenCV core/imgproc/imgcodecs 4.6, gRPC 1.51 (grpc++ with reflection, and core),
-# protobuf 3.21, Abseil, SQLite, libpq (the PostgreSQL job store of fleet mode), OpenSSL. apt
-# brings their own dependencies. libopenblas0-openmp is not linked directly but provides
-# libblas.so.3 for LibTorch: without it torch falls back to the reference BLAS and convolutions
-# and matmuls run 2-4x slower.
+# protobuf 3.21, Abseil, SQLite, libpq (the PostgreSQL job store of fleet mode), OpenSSL,
+# cpp-httplib 0.11 (REST v2 and /metrics). apt brings their own dependencies.
+# libopenblas0-openmp is not linked directly but provides libblas.so.3 for LibTorch: without it
+# torch falls back to the reference BLAS and convolutions and matmuls run 2-4x slower.
 RUN apt-get update -q \
  && apt-get install -y -q --no-install-recommends \
       libtorch1.13 libopenblas0-openmp \
       libopencv-core406 libopencv-imgproc406 libopencv-imgcodecs406 \
       libgrpc++1.51 libgrpc29 libprotobuf32 libabsl20220623 \
-      libsqlite3-0 libpq5 libssl3 \
+      libsqlite3-0 libpq5 libssl3 libcpp-httplib0.11 \
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb
 
 # A fixed numeric uid/gid so Kubernetes' runAsNonRoot can verify it and volume ownership is
@@ -61,8 +61,9 @@ WORKDIR /var/lib/selene
 # State dir (SQLite job store, job folders, decoded-data cache; one server writes it at a time)
 # and data root (data.path in job specs is relative to it; nothing outside it is read).
 VOLUME ["/var/lib/selene", "/data"]
-# gRPC (TrainingService, InferenceService, grpc.health.v1, reflection) and Prometheus metrics.
-EXPOSE 50051 9464
+# gRPC (TrainingService, InferenceService, grpc.health.v1, reflection), REST v2 (Open Inference
+# Protocol) and Prometheus metrics.
+EXPOSE 50051 8000 9464
 
 # `selene health` is grpc.health.v1.Health/Check; it exits 0 only when the server is SERVING
 # (NOT_SERVING while it drains on SIGTERM, 3 when unreachable).
@@ -72,5 +73,6 @@ HEALTHCHECK --interval=30s --timeout=10s --start-period=60s --retries=3 \
 # The server handles SIGTERM itself (drain, checkpoint running jobs), so it runs as PID 1 with
 # no shell in between. Extra flags go after the image name (`... selene --devices cpu
 # --token_file /run/secrets/tokens`); absl flags given twice take the last value.
-ENTRYPOINT ["selene-server", "--listen", "0.0.0.0:50051", "--metrics_listen", "0.0.0.0:9464", \
+ENTRYPOINT ["selene-server", "--listen", "0.0.0.0:50051", "--http_listen", "0.0.0.0:8000", \
+            "--metrics_listen", "0.0.0.0:9464", \
             "--state_dir", "/var/lib/selene", "--data_root", "/data"]

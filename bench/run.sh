@@ -272,6 +272,10 @@ metrics_flag=()
 if "$BIN/selene-server" --helpfull 2>&1 | grep -q -- "-metrics_listen"; then
   metrics_flag=(--metrics_listen 127.0.0.1:0)
 fi
+# A binary with REST would take port 8000; a free port instead (older ones lack the flag).
+if "$BIN/selene-server" --helpfull 2>&1 | grep -q -- "-http_listen"; then
+  metrics_flag+=(--http_listen 127.0.0.1:0)
+fi
 address=""
 start_server() {  # start_server LOG ARGS... ; sets server_pid and address
   local server_log="$1"; shift

@@ -5,9 +5,10 @@
 //   selene-server [--listen 127.0.0.1:50051] [--state_dir ./var] [--data_root ./data]
 //                 [--devices cpu,cuda:0] [--token_file FILE] [--tls_cert FILE --tls_key FILE] ...
 //
-// Prints "selene-server metrics at http://HOST:PORT/metrics" (unless --metrics_listen is empty),
-// then "selene-server listening on ADDRESS (state DIR)" once it serves. SIGTERM or SIGINT stops
-// it gracefully: health NOT_SERVING, new calls UNAVAILABLE, calls in flight drain for up to
+// Prints "selene-server REST at http://HOST:PORT/v2" (https with TLS; unless --http_listen is
+// empty) and "selene-server metrics at http://HOST:PORT/metrics" (unless --metrics_listen is
+// empty), then "selene-server listening on ADDRESS (state DIR)" once it serves. SIGTERM or SIGINT
+// stops it gracefully: health NOT_SERVING, new calls UNAVAILABLE, calls in flight drain for up to
 // --shutdown_grace_s, then running jobs checkpoint for up to --shutdown_grace_s again and resume
 // at the next start; a second signal kills it at once. After the grace periods it exits whatever
 // is still running: a job that could not stop in time (say, one in a long training step) is
@@ -40,6 +41,9 @@ ABSL_FLAG(std::string, listen, "127.0.0.1:50051",
 ABSL_FLAG(std::string, metrics_listen, "127.0.0.1:9464",
           "Address of the Prometheus endpoint (GET /metrics), host:port; port 0 picks a free "
           "port; empty: no endpoint.");
+ABSL_FLAG(std::string, http_listen, "127.0.0.1:8000",
+          "Address of REST v2, the Open Inference Protocol over HTTP (/v2/...), host:port; same "
+          "TLS and tokens as gRPC; port 0 picks a free port; empty: no REST.");
 ABSL_FLAG(std::string, state_dir, "var",
           "Folder of the job store (selene.db), the jobs' artifacts (jobs/<id>/) and the cache.");
 ABSL_FLAG(std::string, data_root, "data",
@@ -105,7 +109,8 @@ constexpr absl::Duration kShutdownMargin = absl::Seconds(5);
 const std::vector<selene::FlagGroup>& FlagGroups() {
   static const auto* const groups = new std::vector<selene::FlagGroup>{
       {"Serving",
-       {"listen", "metrics_listen", "tls_cert", "tls_key", "token_file", "max_message_mb"}},
+       {"listen", "http_listen", "metrics_listen", "tls_cert", "tls_key", "token_file",
+        "max_message_mb"}},
       {"Storage", {"state_dir", "data_root", "cache_dir"}},
       {"Job queue (one server, or a fleet on PostgreSQL)",
        {"store", "store_password_file", "worker_id", "lease_s", "artifact_root"}},
@@ -136,6 +141,7 @@ selene::api::SeleneServerOptions OptionsFromFlags() {
   selene::api::SeleneServerOptions options;
   options.listen = absl::GetFlag(FLAGS_listen);
   options.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
+  options.http_listen = absl::GetFlag(FLAGS_http_listen);
   options.state_dir = absl::GetFlag(FLAGS_state_dir);
   options.data_root = absl::GetFlag(FLAGS_data_root);
   options.cache_dir = absl::GetFlag(FLAGS_cache_dir);
@@ -184,6 +190,10 @@ int Run() {
         started.status().message());
   }
   std::unique_ptr<selene::api::SeleneServer> server = std::move(started).value();
+  if (!server->http_address().empty()) {
+    std::cout << "selene-server REST at " << (options.tls_cert_file.empty() ? "http" : "https")
+              << "://" << server->http_address() << "/v2" << std::endl;
+  }
   if (!server->metrics_address().empty()) {
     std::cout << "selene-server metrics at http://" << server->metrics_address() << "/metrics"
               << std::endl;

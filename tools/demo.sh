@@ -42,7 +42,8 @@ stop_server() {
 trap stop_server EXIT
 
 # Port 0: the server picks a free port and names it in its "listening on" line.
-"$server_bin" --listen 127.0.0.1:0 --metrics_listen 127.0.0.1:0 --state_dir "$state" >"$log" 2>&1 &
+"$server_bin" --listen 127.0.0.1:0 --http_listen 127.0.0.1:0 --metrics_listen 127.0.0.1:0 \
+  --state_dir "$state" >"$log" 2>&1 &
 server_pid=$!
 address=""
 for _ in $(seq 1 300); do

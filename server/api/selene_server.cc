@@ -30,7 +30,9 @@
 #include "common/durable_file.h"
 #include "server/api/grpc_server_metrics.h"
 #include "server/api/job_admission.h"
+#include "server/api/open_inference_rest.h"
 #include "server/api/request_body_interceptor.h"
+#include "server/http/metrics_endpoint.h"
 #include "server/jobs/memory_estimate.h"
 #include "server/metrics/device_memory.h"
 #include "server/metrics/process_metrics.h"
@@ -404,16 +406,20 @@ Status SeleneServer::Build() {
   }
   training_service_ = std::make_unique<TrainingServiceImpl>(store_.get(), scheduler_.get(), &hub_,
                                                             auth_.get(), std::move(training));
-  InferenceServiceOptions inference;
+  InferenceCallsOptions inference;
   inference.workers =
       o.inference_workers > 0 ? o.inference_workers : std::max(4, 2 * o.max_batch_size);
-  inference_service_ = std::make_unique<InferenceServiceImpl>(engine_.get(), auth_.get(), inference,
-                                                              &server_metrics_);
+  inference_calls_ = std::make_unique<InferenceCalls>(auth_.get(), &server_metrics_, inference);
+  inference_service_ =
+      std::make_unique<InferenceServiceImpl>(engine_.get(), inference_calls_.get());
+  open_inference_ = std::make_unique<serving::OpenInference>(registry_.get(), engine_.get());
+  open_inference_service_ =
+      std::make_unique<OpenInferenceServiceImpl>(open_inference_.get(), inference_calls_.get());
 
   SELENE_RETURN_IF_ERROR(CheckPortFree(o.listen));
   if (!o.metrics_listen.empty()) {
-    StatusOr<std::unique_ptr<metrics::MetricsHttpServer>> http =
-        metrics::MetricsHttpServer::Start(o.metrics_listen, &metrics_);
+    StatusOr<std::unique_ptr<http::HttpServer>> http =
+        http::StartMetricsEndpoint(o.metrics_listen, &metrics_);
     if (!http.ok()) {
       if (http.status().code() == StatusCode::kInvalidArgument) {
         return InvalidArgumentError(absl::StrCat("--metrics_listen: ", http.status().message()));
@@ -422,6 +428,35 @@ Status SeleneServer::Build() {
     }
     metrics_http_ = std::move(http).value();
     metrics_address_ = WithPort(o.metrics_listen, metrics_http_->port());
+  }
+  if (!o.http_listen.empty()) {
+    http::HttpServerOptions rest;
+    rest.purpose = "REST";
+    rest.tls_cert_file = o.tls_cert_file;  // checked with the gRPC credentials above
+    rest.tls_key_file = o.tls_key_file;
+    if (auth_ != nullptr) {
+      rest.authenticate = [auth = auth_.get()](const std::string* authorization) {
+        return auth->CheckHeader(authorization);
+      };
+    }
+    rest.max_body_bytes = static_cast<size_t>(o.max_message_bytes);
+    // Each request runs the engine on its connection's thread: as many as the gRPC side's
+    // workers, so REST requests batch together as well.
+    rest.threads = inference.workers;
+    OpenInferenceRestOptions routes;
+    routes.ready = [calls = inference_calls_.get()] { return !calls->draining(); };
+    routes.metrics = &server_metrics_;
+    StatusOr<std::unique_ptr<http::HttpServer>> http = http::HttpServer::Start(
+        o.http_listen, OpenInferenceRoutes(open_inference_.get(), std::move(routes)),
+        std::move(rest));
+    if (!http.ok()) {
+      if (http.status().code() == StatusCode::kInvalidArgument) {
+        return InvalidArgumentError(absl::StrCat("--http_listen: ", http.status().message()));
+      }
+      return http.status();
+    }
+    rest_http_ = std::move(http).value();
+    http_address_ = WithPort(o.http_listen, rest_http_->port());
   }
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -439,6 +474,7 @@ Status SeleneServer::Build() {
   builder.experimental().SetInterceptorCreators(std::move(interceptors));
   builder.RegisterService(training_service_.get());
   builder.RegisterService(inference_service_.get());
+  builder.RegisterService(open_inference_service_.get());
   server_ = builder.BuildAndStart();
   if (server_ == nullptr || port_ == 0) {
     server_.reset();
@@ -449,6 +485,7 @@ Status SeleneServer::Build() {
   if (grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService()) {
     health->SetServingStatus(v1::TrainingService::service_full_name(), true);
     health->SetServingStatus(v1::InferenceService::service_full_name(), true);
+    health->SetServingStatus(inference::GRPCInferenceService::service_full_name(), true);
   }
 
   if (!read_only_reason_.empty()) {
@@ -483,7 +520,7 @@ Status SeleneServer::Shutdown() {
   }
   // From here every new call of both services is UNAVAILABLE, and job watches end: last, so a
   // client whose watch ends finds both services refusing.
-  if (inference_service_ != nullptr) inference_service_->StartDraining();
+  if (inference_calls_ != nullptr) inference_calls_->StartDraining();
   if (training_service_ != nullptr) training_service_->Shutdown();
   // The drain happens here rather than in gRPC's Shutdown, which would cancel at once every call
   // whose request is still arriving when it starts (inference requests are large), and would
@@ -493,14 +530,17 @@ Status SeleneServer::Shutdown() {
     Log(absl::StrCat("shutdown: ", calls_.in_flight(),
                      " calls still running at the grace deadline are cancelled"));
   }
-  // The listener closes; what is left (health watches, reflection streams, anything past the
+  // REST has refused new requests since the drain began; the ones still running finish, then
+  // its listener closes, before anything they use goes.
+  if (rest_http_ != nullptr) rest_http_->Stop();
+  // The gRPC listener closes; what is left (health watches, reflection streams, anything past the
   // deadline) is cancelled rather than waited for.
   if (server_ != nullptr) {
     server_->Shutdown(absl::ToChronoTime(absl::Now()));
     server_->Wait();
   }
   // Only now that no call can reach them: the inference workers, then the running jobs.
-  if (inference_service_ != nullptr) inference_service_->Shutdown();
+  if (inference_calls_ != nullptr) inference_calls_->Shutdown();
   if (scheduler_ != nullptr) {
     shutdown_status_ = scheduler_->Shutdown(absl::Now() + options_.shutdown_grace);
     if (!shutdown_status_.ok()) Log(std::string(shutdown_status_.message()));

@@ -17,20 +17,23 @@
 #include "absl/time/time.h"
 #include "common/status.h"
 #include "server/api/call_tracker.h"
+#include "server/api/inference_calls.h"
 #include "server/api/inference_service_impl.h"
 #include "server/api/job_model_catalog.h"
+#include "server/api/open_inference_service.h"
 #include "server/api/server_metrics.h"
 #include "server/api/token_auth.h"
 #include "server/api/training_service_impl.h"
 #include "server/events/job_event_hub.h"
+#include "server/http/http_server.h"
 #include "server/jobs/device_pool.h"
 #include "server/jobs/job_runner.h"
 #include "server/jobs/job_store.h"
 #include "server/jobs/scheduler.h"
-#include "server/metrics/http_endpoint.h"
 #include "server/metrics/registry.h"
 #include "server/serving/inference_engine.h"
 #include "server/serving/model_registry.h"
+#include "server/serving/open_inference.h"
 
 namespace selene::api {
 
@@ -39,6 +42,10 @@ struct SeleneServerOptions {
   // GET /metrics (Prometheus text format) on host:port; "" = no metrics endpoint (they are
   // still kept: see metrics()); port 0 picks a free one (see metrics_port()).
   std::string metrics_listen;
+  // REST v2, the Open Inference Protocol over HTTP (server/api/open_inference_rest.h), on
+  // host:port with the same TLS files and tokens as gRPC; "" = none; port 0 picks a free one
+  // (see http_port()).
+  std::string http_listen;
   std::string state_dir = "var";   // selene.db, jobs/<id>/, cache/
   std::string data_root = "data";  // data.path of file data sets is relative to it
   // The job queue: "sqlite" (<state_dir>/selene.db, this server alone) or a PostgreSQL URI
@@ -108,6 +115,9 @@ class SeleneServer {
   // The metrics endpoint's address with the port actually bound; "" when there is none.
   const std::string& metrics_address() const { return metrics_address_; }
   int metrics_port() const { return metrics_http_ == nullptr ? 0 : metrics_http_->port(); }
+  // The REST endpoint's address with the port actually bound; "" when there is none.
+  const std::string& http_address() const { return http_address_; }
+  int http_port() const { return rest_http_ == nullptr ? 0 : rest_http_->port(); }
   const SeleneServerOptions& options() const { return options_; }
   // Why the server runs read-only (its disk is full: no training, no submits), or "".
   const std::string& read_only_reason() const { return read_only_reason_; }
@@ -116,7 +126,9 @@ class SeleneServer {
   // streams are sent it) while the listener still answers; new calls UNAVAILABLE "selene-server
   // is shutting down" and job watches end (UNAVAILABLE with the sequence to resume from); calls
   // in flight finish, downloads included, for up to shutdown_grace (then they are cancelled);
-  // the listener closes, cutting health watches and reflection streams; running jobs checkpoint
+  // REST, whose /v2/health/ready has said 503 and whose infer has refused new requests since the
+  // drain began, closes its listener once its requests in flight are answered; the gRPC
+  // listener closes, cutting health watches and reflection streams; running jobs checkpoint
   // and go back to QUEUED, for up to shutdown_grace again; models unload. Idempotent.
   // DeadlineExceeded when jobs were still stopping at that deadline (they resume from their
   // previous checkpoint at the next start).
@@ -128,6 +140,9 @@ class SeleneServer {
   const metrics::Registry& metrics() const { return metrics_; }
   TrainingServiceImpl& training_service() { return *training_service_; }
   InferenceServiceImpl& inference_service() { return *inference_service_; }
+  // The drain and workers both inference services share.
+  InferenceCalls& inference_calls() { return *inference_calls_; }
+  serving::OpenInference& open_inference() { return *open_inference_; }
   grpc::Server& grpc_server() { return *server_; }
 
  private:
@@ -141,6 +156,7 @@ class SeleneServer {
   std::string address_;
   int port_ = 0;
   std::string metrics_address_;
+  std::string http_address_;
   std::string worker_id_;  // options_.worker_id or "<host>:<pid>"
   int lock_fd_ = -1;       // flock on <state_dir>/selene.lock, held for the server's life
   std::string read_only_reason_;
@@ -158,13 +174,18 @@ class SeleneServer {
   std::unique_ptr<JobModelCatalog> catalog_;
   std::unique_ptr<serving::ModelRegistry> registry_;
   std::unique_ptr<serving::InferenceEngine> engine_;
+  std::unique_ptr<serving::OpenInference> open_inference_;
   std::unique_ptr<TokenAuth> auth_;
   std::unique_ptr<TrainingServiceImpl> training_service_;
+  std::unique_ptr<InferenceCalls> inference_calls_;
   std::unique_ptr<InferenceServiceImpl> inference_service_;
+  std::unique_ptr<OpenInferenceServiceImpl> open_inference_service_;
   std::unique_ptr<events::JobEventHub::Subscription> log_subscription_;
   std::unique_ptr<grpc::Server> server_;
+  // REST v2 over open_inference_ and server_metrics_ (stopped by Shutdown before they go).
+  std::unique_ptr<http::HttpServer> rest_http_;
   // Last: scrapes read the store and the model registry through the collectors.
-  std::unique_ptr<metrics::MetricsHttpServer> metrics_http_;
+  std::unique_ptr<http::HttpServer> metrics_http_;
 
   absl::Mutex shutdown_mu_;
   bool shut_down_ ABSL_GUARDED_BY(shutdown_mu_) = false;

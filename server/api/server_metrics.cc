@@ -69,14 +69,16 @@ ServerMetrics::ServerMetrics(metrics::Registry* registry)
           "A running job's latest validation metric (val_loss, dice, top1, ...); removed when "
           "the job stops running.",
           {"job_id", "metric"})),
-      inference_requests_(registry->AddCounter(
-          "selene_inference_requests_total",
-          "Segment and Classify requests answered, by the model that answered and gRPC code.",
-          {"method", "model", "code"})),
-      inference_latency_(registry->AddHistogram(
-          "selene_inference_request_seconds",
-          "Segment and Classify latency in the server, from the call's start to its answer.",
-          {"method"}, ExponentialBuckets(0.001, 2, 15))),
+      inference_requests_(
+          registry->AddCounter("selene_inference_requests_total",
+                               "Inference requests (Segment, Classify, ModelInfer) answered, by "
+                               "the model that answered and gRPC code.",
+                               {"method", "model", "code"})),
+      inference_latency_(
+          registry->AddHistogram("selene_inference_request_seconds",
+                                 "Inference request (Segment, Classify, ModelInfer) latency in the "
+                                 "server, from the call's start to its answer.",
+                                 {"method"}, ExponentialBuckets(0.001, 2, 15))),
       inference_queue_wait_(registry->AddHistogram(
           "selene_inference_queue_seconds",
           "Time an image waited in its model's batch queue before its batch ran.", {},

@@ -26,6 +26,8 @@ DynamicBatcher::DynamicBatcher(DynamicBatcherOptions options, BatchFunction run_
       }()),
       run_batch_(std::move(run_batch)) {
   stats_.batch_size_counts.assign(static_cast<size_t>(options_.max_batch_size) + 1, 0);
+  stats_.batch_size_run_times.assign(static_cast<size_t>(options_.max_batch_size) + 1,
+                                     absl::ZeroDuration());
   worker_ = std::thread([this] { WorkerLoop(); });
 }
 
@@ -163,6 +165,7 @@ void DynamicBatcher::RunBatch(std::vector<Request> batch, bool waited) {
   } catch (const std::exception& e) {
     outputs = InternalError(absl::StrCat(options_.name, ": inference failed: ", e.what()));
   }
+  const absl::Duration run_time = absl::Now() - started;
   if (outputs.ok() && outputs->size() != batch.size()) {
     outputs = InternalError(absl::StrCat(options_.name, ": the batch of ", batch.size(),
                                          " images returned ", outputs->size(), " outputs"));
@@ -172,6 +175,9 @@ void DynamicBatcher::RunBatch(std::vector<Request> batch, bool waited) {
     ++stats_.batches;
     stats_.requests += static_cast<int64_t>(batch.size());
     ++stats_.batch_size_counts[batch.size()];
+    stats_.run_time += run_time;
+    stats_.batch_size_run_times[batch.size()] += run_time;
+    for (const Request& request : batch) stats_.queue_wait += started - request.arrival;
     // Judged before the answers go out: a one-at-a-time client sends its next request only after
     // its answer, so it is never counted as having arrived during the run.
     load_seen_ = batch.size() > 1 || !queue_.empty();
@@ -179,7 +185,7 @@ void DynamicBatcher::RunBatch(std::vector<Request> batch, bool waited) {
   if (options_.on_batch) {
     BatchReport report;
     report.size = static_cast<int>(batch.size());
-    report.run_time = absl::Now() - started;
+    report.run_time = run_time;
     report.waited_for_companions = waited;
     for (const Request& request : batch) report.queue_waits.push_back(started - request.arrival);
     options_.on_batch(report);

@@ -89,6 +89,11 @@ struct BatcherStats {
   int64_t batches = 0;                     // batch function calls
   int64_t requests = 0;                    // requests that ran in them
   std::vector<int64_t> batch_size_counts;  // [s] = batches of s requests, s in 1..max_batch_size
+  // Time spent running batches, in all and by batch size ([s] as batch_size_counts), and the
+  // requests' waits from Submit to their batch's run: Triton's ModelStatistics report them.
+  absl::Duration run_time;
+  std::vector<absl::Duration> batch_size_run_times;
+  absl::Duration queue_wait;
   int64_t rejected_queue_full = 0;
   int64_t expired = 0;  // answered DeadlineExceeded without running
   int64_t queued = 0;   // waiting now

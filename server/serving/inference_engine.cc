@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "server/serving/image_codec.h"
+#include "server/serving/segmentation_maps.h"
 #include "server/serving/servable_model.h"
 
 namespace selene::serving {
@@ -49,23 +50,116 @@ cv::Mat ResizeToModel(const cv::Mat& image, int side) {
   return resized;
 }
 
-// Decodes the request's image for `model` and queues it on the model's batcher.
-struct Prediction {
-  cv::Size input_size;
-  ModelOutput output;
-};
-StatusOr<Prediction> Predict(ServableModel& model, const std::string& bytes, int64_t max_pixels,
-                             absl::Time deadline) {
+// Decodes the request's image for `model` and runs it.
+StatusOr<ImagePrediction> PredictOne(InferenceEngine& engine, ServableModel& model,
+                                     const std::string& bytes, int64_t max_pixels,
+                                     absl::Time deadline) {
   const ModelDescription& d = model.description();
   SELENE_ASSIGN_OR_RETURN(cv::Mat image,
                           DecodeImage(bytes, static_cast<int>(d.in_channels), max_pixels));
-  cv::Mat input = ResizeToModel(image, static_cast<int>(d.input_size));
-  SELENE_RETURN_IF_ERROR(CheckNotExpired(deadline));
-  SELENE_ASSIGN_OR_RETURN(ModelOutput output, model.Infer(std::move(input), deadline));
-  return Prediction{image.size(), std::move(output)};
+  std::vector<cv::Mat> images;
+  images.push_back(std::move(image));
+  SELENE_ASSIGN_OR_RETURN(std::vector<ImagePrediction> predictions,
+                          engine.Predict(model, std::move(images), deadline));
+  return std::move(predictions[0]);
 }
 
-Status CheckSegmentationShape(const ServableModel& model, const ModelOutput& output) {
+StatusOr<v1::SegmentResponse> SegmentImpl(InferenceEngine& engine,
+                                          const InferenceEngineOptions& options,
+                                          const v1::SegmentRequest& request, absl::Time deadline) {
+  const absl::Time start = absl::Now();
+  const double threshold =
+      request.has_threshold() ? request.threshold() : options.default_threshold;
+  SELENE_RETURN_IF_ERROR(CheckThreshold(threshold));
+  SELENE_RETURN_IF_ERROR(CheckNotExpired(deadline));
+  SELENE_ASSIGN_OR_RETURN(std::shared_ptr<ServableModel> model, engine.Model(request.model()));
+  if (!IsSegmentation(model->task()))
+    return WrongTask(*model, "Segment", "segmentation", "Classify");
+  SELENE_ASSIGN_OR_RETURN(
+      ImagePrediction prediction,
+      PredictOne(engine, *model, request.image(), options.max_image_pixels, deadline));
+  SELENE_RETURN_IF_ERROR(CheckSegmentationOutput(*model, prediction.output));
+
+  SegmentationMapRequest wanted;
+  wanted.binary = model->task() == v1::TASK_BINARY_SEGMENTATION;
+  wanted.threshold = threshold;
+  wanted.probability_bytes = request.return_probabilities();
+  const SegmentationMaps maps =
+      MakeSegmentationMaps(prediction.output, prediction.input_size, wanted);
+
+  v1::SegmentResponse response;
+  response.set_width(prediction.input_size.width);
+  response.set_height(prediction.input_size.height);
+  response.set_model_job_id(model->job_id());
+  response.set_task(model->task());
+  // The PNG of a binary mask is black and white (0 and 255), a multi-class one holds class ids.
+  const cv::Mat png_mask = wanted.binary ? cv::Mat(maps.mask * 255) : maps.mask;
+  SELENE_ASSIGN_OR_RETURN(*response.mutable_mask_png(), EncodeMaskPng(png_mask));
+  if (wanted.probability_bytes) {
+    SELENE_ASSIGN_OR_RETURN(*response.mutable_probability_png(),
+                            EncodeMaskPng(maps.probability_bytes));
+  }
+  const double total = static_cast<double>(maps.mask.total());
+  if (wanted.binary) {
+    response.set_foreground_fraction(static_cast<double>(maps.class_pixels[1]) / total);
+  } else {
+    const std::vector<std::string>& names = model->description().class_names;
+    auto& shares = *response.mutable_class_shares();
+    for (size_t k = 0; k < maps.class_pixels.size(); ++k) {
+      shares[names[k]] += static_cast<double>(maps.class_pixels[k]) / total;
+    }
+  }
+  response.set_inference_ms(MillisecondsSince(start));
+  return response;
+}
+
+StatusOr<v1::ClassifyResponse> ClassifyImpl(InferenceEngine& engine,
+                                            const InferenceEngineOptions& options,
+                                            const v1::ClassifyRequest& request,
+                                            absl::Time deadline) {
+  const absl::Time start = absl::Now();
+  if (request.top_k() < 0) {
+    return InvalidArgumentError(absl::StrCat("top_k ", request.top_k(), " must be >= 0"));
+  }
+  SELENE_RETURN_IF_ERROR(CheckNotExpired(deadline));
+  SELENE_ASSIGN_OR_RETURN(std::shared_ptr<ServableModel> model, engine.Model(request.model()));
+  if (model->task() != v1::TASK_CLASSIFICATION) {
+    return WrongTask(*model, "Classify", "classification", "Segment");
+  }
+  SELENE_ASSIGN_OR_RETURN(
+      ImagePrediction prediction,
+      PredictOne(engine, *model, request.image(), options.max_image_pixels, deadline));
+  SELENE_ASSIGN_OR_RETURN(std::vector<double> probabilities,
+                          ClassProbabilities(*model, prediction.output));
+  const int64_t top_k = request.top_k() == 0 ? options.default_top_k : request.top_k();
+
+  v1::ClassifyResponse response;
+  const std::vector<std::string>& names = model->description().class_names;
+  for (int64_t k : RankClasses(probabilities, top_k)) {
+    v1::LabelProbability* label = response.add_labels();
+    label->set_class_index(static_cast<int32_t>(k));
+    label->set_label(names[k]);
+    label->set_probability(probabilities[k]);
+  }
+  response.set_model_job_id(model->job_id());
+  response.set_inference_ms(MillisecondsSince(start));
+  return response;
+}
+
+}  // namespace
+
+Status CheckThreshold(double threshold) {
+  if (!(threshold > 0.0 && threshold < 1.0)) {
+    return InvalidArgumentError(absl::StrCat("threshold ", threshold, " is outside (0, 1)"));
+  }
+  return OkStatus();
+}
+
+bool IsSegmentation(v1::Task task) {
+  return task == v1::TASK_BINARY_SEGMENTATION || task == v1::TASK_MULTICLASS_SEGMENTATION;
+}
+
+Status CheckSegmentationOutput(const ServableModel& model, const ModelOutput& output) {
   const int64_t side = model.description().input_size;
   const int64_t classes = model.description().num_outputs;
   if (output.shape.size() != 3 || output.shape[0] != classes || output.shape[1] != side ||
@@ -82,208 +176,12 @@ Status CheckSegmentationShape(const ServableModel& model, const ModelOutput& out
   return OkStatus();
 }
 
-// Source positions of a bilinear resize along one axis, with half-pixel centres and clamped
-// edges: the sampling of cv::resize INTER_LINEAR and of torch's bilinear (align_corners false).
-struct LinearTaps {
-  std::vector<int> low;
-  std::vector<int> high;
-  std::vector<float> weight;  // of `high`
-};
-
-LinearTaps Taps(int from, int to) {
-  LinearTaps taps;
-  const double scale = static_cast<double>(from) / to;
-  for (int i = 0; i < to; ++i) {
-    const double source = std::max(0.0, (i + 0.5) * scale - 0.5);
-    const int low = std::min(static_cast<int>(source), from - 1);
-    taps.low.push_back(low);
-    taps.high.push_back(std::min(low + 1, from - 1));
-    taps.weight.push_back(static_cast<float>(source - low));
-  }
-  return taps;
-}
-
-// The logits resized (bilinear) from the model's S x S to the input's W x H, one output row at a
-// time: each row of K class logits is made, used and dropped, so a large image never holds K
-// full-size float planes (12 classes at 4096x4096 would be 800 MB).
-class LogitRows {
- public:
-  LogitRows(const ModelOutput& output, cv::Size size)
-      : classes_(static_cast<int>(output.shape[0])),
-        side_(static_cast<int>(output.shape[1])),
-        values_(output.values.data()),
-        rows_(Taps(side_, size.height)),
-        columns_(Taps(side_, size.width)),
-        vertical_(static_cast<size_t>(classes_) * side_),
-        row_(static_cast<size_t>(classes_) * size.width) {}
-
-  int classes() const { return classes_; }
-
-  // Row y of the resized logits, class-major: [k * width + x].
-  const float* Row(int y) {
-    const int width = static_cast<int>(columns_.low.size());
-    const float wy = rows_.weight[y];
-    for (int k = 0; k < classes_; ++k) {
-      const float* plane = values_ + static_cast<size_t>(k) * side_ * side_;
-      const float* top = plane + static_cast<size_t>(rows_.low[y]) * side_;
-      const float* bottom = plane + static_cast<size_t>(rows_.high[y]) * side_;
-      float* v = vertical_.data() + static_cast<size_t>(k) * side_;
-      for (int x = 0; x < side_; ++x) v[x] = top[x] + wy * (bottom[x] - top[x]);
-      float* out = row_.data() + static_cast<size_t>(k) * width;
-      for (int x = 0; x < width; ++x) {
-        const float left = v[columns_.low[x]];
-        out[x] = left + columns_.weight[x] * (v[columns_.high[x]] - left);
-      }
-    }
-    return row_.data();
-  }
-
- private:
-  const int classes_;
-  const int side_;
-  const float* values_;
-  const LinearTaps rows_;
-  const LinearTaps columns_;
-  std::vector<float> vertical_;
-  std::vector<float> row_;
-};
-
-uint8_t ToByte(double probability) {
-  return static_cast<uint8_t>(std::lround(std::clamp(probability, 0.0, 1.0) * 255.0));
-}
-
-Status FillBinary(const ModelOutput& output, cv::Size size, double threshold, bool probabilities,
-                  v1::SegmentResponse* response) {
-  // sigmoid(x) >= t  <=>  x >= log(t / (1 - t)): no exp per pixel for the mask.
-  const float logit_threshold = static_cast<float>(std::log(threshold / (1.0 - threshold)));
-  LogitRows logits(output, size);
-  cv::Mat mask(size, CV_8UC1);
-  cv::Mat probability;
-  if (probabilities) probability.create(size, CV_8UC1);
-  int64_t foreground = 0;
-  for (int y = 0; y < size.height; ++y) {
-    const float* row = logits.Row(y);
-    uint8_t* out = mask.ptr<uint8_t>(y);
-    for (int x = 0; x < size.width; ++x) {
-      const bool on = row[x] >= logit_threshold;
-      out[x] = on ? 255 : 0;
-      foreground += on ? 1 : 0;
-    }
-    if (probabilities) {
-      uint8_t* p = probability.ptr<uint8_t>(y);
-      for (int x = 0; x < size.width; ++x) p[x] = ToByte(1.0 / (1.0 + std::exp(-double{row[x]})));
-    }
-  }
-  SELENE_ASSIGN_OR_RETURN(*response->mutable_mask_png(), EncodeMaskPng(mask));
-  if (probabilities) {
-    SELENE_ASSIGN_OR_RETURN(*response->mutable_probability_png(), EncodeMaskPng(probability));
-  }
-  response->set_foreground_fraction(static_cast<double>(foreground) /
-                                    static_cast<double>(mask.total()));
-  return OkStatus();
-}
-
-Status FillMultiClass(const ModelOutput& output, cv::Size size,
-                      const std::vector<std::string>& names, bool probabilities,
-                      v1::SegmentResponse* response) {
-  LogitRows logits(output, size);
-  const int classes = logits.classes();
-  const size_t width = static_cast<size_t>(size.width);
-  cv::Mat mask(size, CV_8UC1);
-  cv::Mat probability;
-  if (probabilities) probability.create(size, CV_8UC1);
-  std::vector<int64_t> counts(static_cast<size_t>(classes), 0);
-  for (int y = 0; y < size.height; ++y) {
-    const float* row = logits.Row(y);
-    uint8_t* out = mask.ptr<uint8_t>(y);
-    uint8_t* p = probabilities ? probability.ptr<uint8_t>(y) : nullptr;
-    for (size_t x = 0; x < width; ++x) {
-      int best = 0;
-      float best_logit = row[x];
-      for (int k = 1; k < classes; ++k) {
-        const float logit = row[k * width + x];
-        if (logit > best_logit) {  // ties keep the lower id, as torch's argmax
-          best_logit = logit;
-          best = k;
-        }
-      }
-      out[x] = static_cast<uint8_t>(best);
-      ++counts[static_cast<size_t>(best)];
-      if (p != nullptr) {
-        // softmax of the chosen class = 1 / sum_k exp(l_k - l_best).
-        double sum = 0.0;
-        for (int k = 0; k < classes; ++k) sum += std::exp(double{row[k * width + x]} - best_logit);
-        p[x] = ToByte(1.0 / sum);
-      }
-    }
-  }
-  SELENE_ASSIGN_OR_RETURN(*response->mutable_mask_png(), EncodeMaskPng(mask));
-  if (probabilities) {
-    SELENE_ASSIGN_OR_RETURN(*response->mutable_probability_png(), EncodeMaskPng(probability));
-  }
-  const double total = static_cast<double>(mask.total());
-  auto& shares = *response->mutable_class_shares();
-  for (size_t k = 0; k < counts.size(); ++k) {
-    shares[names[k]] += static_cast<double>(counts[k]) / total;
-  }
-  return OkStatus();
-}
-
-StatusOr<v1::SegmentResponse> SegmentImpl(ModelRegistry& registry,
-                                          const InferenceEngineOptions& options,
-                                          const v1::SegmentRequest& request, absl::Time deadline) {
-  const absl::Time start = absl::Now();
-  const double threshold =
-      request.has_threshold() ? request.threshold() : options.default_threshold;
-  if (!(threshold > 0.0 && threshold < 1.0)) {
-    return InvalidArgumentError(absl::StrCat("threshold ", threshold, " is outside (0, 1)"));
-  }
-  SELENE_RETURN_IF_ERROR(CheckNotExpired(deadline));
-  SELENE_ASSIGN_OR_RETURN(std::shared_ptr<ServableModel> model, registry.Get(request.model()));
-  if (model->task() != v1::TASK_BINARY_SEGMENTATION &&
-      model->task() != v1::TASK_MULTICLASS_SEGMENTATION) {
-    return WrongTask(*model, "Segment", "segmentation", "Classify");
-  }
-  SELENE_ASSIGN_OR_RETURN(Prediction prediction,
-                          Predict(*model, request.image(), options.max_image_pixels, deadline));
-  SELENE_RETURN_IF_ERROR(CheckSegmentationShape(*model, prediction.output));
-
-  v1::SegmentResponse response;
-  response.set_width(prediction.input_size.width);
-  response.set_height(prediction.input_size.height);
-  response.set_model_job_id(model->job_id());
-  response.set_task(model->task());
-  if (model->task() == v1::TASK_BINARY_SEGMENTATION) {
-    SELENE_RETURN_IF_ERROR(FillBinary(prediction.output, prediction.input_size, threshold,
-                                      request.return_probabilities(), &response));
-  } else {
-    SELENE_RETURN_IF_ERROR(FillMultiClass(prediction.output, prediction.input_size,
-                                          model->description().class_names,
-                                          request.return_probabilities(), &response));
-  }
-  response.set_inference_ms(MillisecondsSince(start));
-  return response;
-}
-
-StatusOr<v1::ClassifyResponse> ClassifyImpl(ModelRegistry& registry,
-                                            const InferenceEngineOptions& options,
-                                            const v1::ClassifyRequest& request,
-                                            absl::Time deadline) {
-  const absl::Time start = absl::Now();
-  if (request.top_k() < 0) {
-    return InvalidArgumentError(absl::StrCat("top_k ", request.top_k(), " must be >= 0"));
-  }
-  SELENE_RETURN_IF_ERROR(CheckNotExpired(deadline));
-  SELENE_ASSIGN_OR_RETURN(std::shared_ptr<ServableModel> model, registry.Get(request.model()));
-  if (model->task() != v1::TASK_CLASSIFICATION) {
-    return WrongTask(*model, "Classify", "classification", "Segment");
-  }
-  SELENE_ASSIGN_OR_RETURN(Prediction prediction,
-                          Predict(*model, request.image(), options.max_image_pixels, deadline));
-  const ModelOutput& output = prediction.output;
-  const int64_t classes = model->description().num_outputs;
-  if (output.shape.size() != 1 || output.shape[0] != classes) {
-    return InternalError(absl::StrCat("model ", model->job_id(), " returned logits of shape [",
+StatusOr<std::vector<double>> ClassProbabilities(const ServableModel& model,
+                                                 const ModelOutput& output) {
+  const int64_t classes = model.description().num_outputs;
+  if (output.shape.size() != 1 || output.shape[0] != classes ||
+      static_cast<int64_t>(output.values.size()) != classes) {
+    return InternalError(absl::StrCat("model ", model.job_id(), " returned logits of shape [",
                                       absl::StrJoin(output.shape, ", "), "]; expected [", classes,
                                       "]"));
   }
@@ -295,36 +193,47 @@ StatusOr<v1::ClassifyResponse> ClassifyImpl(ModelRegistry& registry,
     sum += probabilities[k];
   }
   for (double& p : probabilities) p /= sum;
+  return probabilities;
+}
 
-  const int64_t top_k =
-      std::min<int64_t>(request.top_k() == 0 ? options.default_top_k : request.top_k(), classes);
+std::vector<int64_t> RankClasses(const std::vector<double>& probabilities, int64_t k) {
   std::vector<int64_t> order(probabilities.size());
   std::iota(order.begin(), order.end(), int64_t{0});
   std::stable_sort(order.begin(), order.end(),
                    [&](int64_t a, int64_t b) { return probabilities[a] > probabilities[b]; });
-
-  v1::ClassifyResponse response;
-  const std::vector<std::string>& names = model->description().class_names;
-  for (int64_t i = 0; i < top_k; ++i) {
-    v1::LabelProbability* label = response.add_labels();
-    label->set_class_index(static_cast<int32_t>(order[i]));
-    label->set_label(names[order[i]]);
-    label->set_probability(probabilities[order[i]]);
-  }
-  response.set_model_job_id(model->job_id());
-  response.set_inference_ms(MillisecondsSince(start));
-  return response;
+  order.resize(static_cast<size_t>(std::clamp<int64_t>(k, 0, static_cast<int64_t>(order.size()))));
+  return order;
 }
-
-}  // namespace
 
 InferenceEngine::InferenceEngine(ModelRegistry* registry, InferenceEngineOptions options)
     : registry_(registry), options_(options) {}
 
+StatusOr<std::shared_ptr<ServableModel>> InferenceEngine::Model(const std::string& name) {
+  return registry_->Get(name);
+}
+
+StatusOr<std::vector<ImagePrediction>> InferenceEngine::Predict(ServableModel& model,
+                                                                std::vector<cv::Mat> images,
+                                                                absl::Time deadline) {
+  const int side = static_cast<int>(model.description().input_size);
+  std::vector<ImagePrediction> predictions(images.size());
+  std::vector<cv::Mat> inputs;
+  inputs.reserve(images.size());
+  for (size_t i = 0; i < images.size(); ++i) {
+    predictions[i].input_size = images[i].size();
+    inputs.push_back(ResizeToModel(images[i], side));
+  }
+  SELENE_RETURN_IF_ERROR(CheckNotExpired(deadline));
+  SELENE_ASSIGN_OR_RETURN(std::vector<ModelOutput> outputs,
+                          model.InferAll(std::move(inputs), deadline));
+  for (size_t i = 0; i < outputs.size(); ++i) predictions[i].output = std::move(outputs[i]);
+  return predictions;
+}
+
 StatusOr<v1::SegmentResponse> InferenceEngine::Segment(const v1::SegmentRequest& request,
                                                        absl::Time deadline) {
   try {
-    return SegmentImpl(*registry_, options_, request, deadline);
+    return SegmentImpl(*this, options_, request, deadline);
   } catch (const std::exception& e) {
     return InternalError(absl::StrCat("Segment with model \"", request.model(), "\": ", e.what()));
   }
@@ -333,7 +242,7 @@ StatusOr<v1::SegmentResponse> InferenceEngine::Segment(const v1::SegmentRequest&
 StatusOr<v1::ClassifyResponse> InferenceEngine::Classify(const v1::ClassifyRequest& request,
                                                          absl::Time deadline) {
   try {
-    return ClassifyImpl(*registry_, options_, request, deadline);
+    return ClassifyImpl(*this, options_, request, deadline);
   } catch (const std::exception& e) {
     return InternalError(absl::StrCat("Classify with model \"", request.model(), "\": ", e.what()));
   }

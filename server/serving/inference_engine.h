@@ -4,7 +4,12 @@
 // layer only translates protos and statuses, so everything testable lives here.
 #pragma once
 
+#include <opencv2/core.hpp>
+
 #include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
 
 #include "absl/time/time.h"
 #include "common/status.h"
@@ -19,6 +24,12 @@ struct InferenceEngineOptions {
   int64_t max_image_pixels = int64_t{4096} * 4096;
   double default_threshold = 0.5;  // binary segmentation, when the request sets none
   int default_top_k = 5;           // Classify, when the request asks for 0
+};
+
+// One decoded image's raw answer from a model.
+struct ImagePrediction {
+  cv::Size input_size;  // the image's own size, which answers are resized back to
+  ModelOutput output;   // the model's logits at its input size
 };
 
 class InferenceEngine {
@@ -40,9 +51,30 @@ class InferenceEngine {
 
   StatusOr<v1::ListModelsResponse> ListModels(const v1::ListModelsRequest& request);
 
+  // The pieces the calls above are made of, for other protocols (serving/open_inference.h).
+  // The model `name` denotes, loaded (ModelRegistry::Get).
+  StatusOr<std::shared_ptr<ServableModel>> Model(const std::string& name);
+  // Resizes each decoded image (the model's channels, any size) to the model's input and queues
+  // them all on its batcher at once. DeadlineExceeded when `deadline` passes first.
+  StatusOr<std::vector<ImagePrediction>> Predict(ServableModel& model, std::vector<cv::Mat> images,
+                                                 absl::Time deadline);
+  const InferenceEngineOptions& options() const { return options_; }
+
  private:
   ModelRegistry* const registry_;
   const InferenceEngineOptions options_;
 };
+
+// InvalidArgument unless 0 < threshold < 1.
+Status CheckThreshold(double threshold);
+bool IsSegmentation(v1::Task task);
+// Internal when a segmentation model's logits are not [K, S, S] for its K classes and input
+// size S; FailedPrecondition over 256 classes (8-bit masks).
+Status CheckSegmentationOutput(const ServableModel& model, const ModelOutput& output);
+// The softmax of a classifier's logits; Internal when they are not [K].
+StatusOr<std::vector<double>> ClassProbabilities(const ServableModel& model,
+                                                 const ModelOutput& output);
+// The k most probable class indices, most probable first, ties by index (k is clamped to K).
+std::vector<int64_t> RankClasses(const std::vector<double>& probabilities, int64_t k);
 
 }  // namespace selene::serving

@@ -8,10 +8,12 @@
 #include <exception>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <utility>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "common/run_folder.h"
 #include "models/network.h"
 #include "server/train/batch_loader.h"
@@ -164,6 +166,44 @@ StatusOr<std::shared_ptr<ServableModel>> ServableModel::Load(const ServableModel
 
 StatusOr<ModelOutput> ServableModel::Infer(cv::Mat image, absl::Time deadline) {
   return batcher_->Run(std::move(image), deadline);
+}
+
+StatusOr<std::vector<ModelOutput>> ServableModel::InferAll(std::vector<cv::Mat> images,
+                                                           absl::Time deadline) {
+  if (images.size() == 1) {
+    SELENE_ASSIGN_OR_RETURN(ModelOutput output, Infer(std::move(images[0]), deadline));
+    return std::vector<ModelOutput>{std::move(output)};
+  }
+  struct Pending {
+    absl::Mutex mu;
+    size_t left ABSL_GUARDED_BY(mu);
+    std::vector<StatusOr<ModelOutput>> results ABSL_GUARDED_BY(mu);
+  };
+  // Every callback runs before this returns (it waits for all), but sharing keeps that from
+  // resting on the batcher's bookkeeping.
+  auto pending = std::make_shared<Pending>();
+  {
+    absl::MutexLock lock(&pending->mu);
+    pending->left = images.size();
+    pending->results.assign(images.size(), InternalError("not answered"));
+  }
+  for (size_t i = 0; i < images.size(); ++i) {
+    batcher_->Submit(std::move(images[i]), deadline, [pending, i](StatusOr<ModelOutput> output) {
+      absl::MutexLock lock(&pending->mu);
+      pending->results[i] = std::move(output);
+      --pending->left;
+    });
+  }
+  absl::MutexLock lock(&pending->mu);
+  pending->mu.Await(absl::Condition(
+      +[](size_t* left) { return *left == 0; }, &pending->left));
+  std::vector<ModelOutput> outputs;
+  outputs.reserve(pending->results.size());
+  for (StatusOr<ModelOutput>& result : pending->results) {
+    if (!result.ok()) return result.status();
+    outputs.push_back(*std::move(result));
+  }
+  return outputs;
 }
 
 StatusOr<std::vector<ModelOutput>> ServableModel::RunBatch(const std::vector<cv::Mat>& images) {

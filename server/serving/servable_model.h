@@ -86,11 +86,17 @@ class ServableModel {
   // waits: logits [1, S, S] (binary), [K, S, S] (multi-class) or [K] (classification).
   StatusOr<ModelOutput> Infer(cv::Mat image, absl::Time deadline = absl::InfiniteFuture());
 
+  // Infer for several images: all are queued at once, so they can share a batch with each other
+  // and with other requests, then awaited. One output per image, in order, or the first error.
+  StatusOr<std::vector<ModelOutput>> InferAll(std::vector<cv::Mat> images,
+                                              absl::Time deadline = absl::InfiniteFuture());
+
   // One forward pass over `images` (as for Infer) on the calling thread, under InferenceMode:
   // the batcher's batch function. Not to be called concurrently with itself.
   StatusOr<std::vector<ModelOutput>> RunBatch(const std::vector<cv::Mat>& images);
 
   BatcherStats batcher_stats() const { return batcher_->stats(); }
+  const DynamicBatcherOptions& batcher_options() const { return batcher_->options(); }
 
  private:
   struct Torch;  // the network, its normalisation and layout (torch types)

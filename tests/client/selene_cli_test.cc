@@ -120,6 +120,7 @@ class Server : public selene::testing::ChildProcess {
     std::vector<std::string> args = {SELENE_SERVER_BINARY,
                                      "--listen=" + listen,
                                      "--metrics_listen=127.0.0.1:0",
+                                     "--http_listen=127.0.0.1:0",
                                      "--state_dir=" + (dir / "state").string(),
                                      "--data_root=" + (dir / "data").string(),
                                      "--devices=cpu",

@@ -96,6 +96,7 @@ class FleetProcessTest : public ::testing::Test {
     const std::vector<std::string> args = {SELENE_SERVER_BINARY,
                                            "--listen=127.0.0.1:0",
                                            "--metrics_listen=",
+                                           "--http_listen=",
                                            "--devices=cpu",
                                            "--training_threads=1",
                                            "--shutdown_grace_s=5",

@@ -51,7 +51,8 @@ class ServerProcess : public selene::testing::ChildProcess {
 
  private:
   static std::vector<std::string> Args(const std::vector<std::string>& flags) {
-    std::vector<std::string> args = {SELENE_SERVER_BINARY, "--metrics_listen=127.0.0.1:0"};
+    std::vector<std::string> args = {SELENE_SERVER_BINARY, "--metrics_listen=127.0.0.1:0",
+                                     "--http_listen=127.0.0.1:0"};
     args.insert(args.end(), flags.begin(), flags.end());
     return args;
   }

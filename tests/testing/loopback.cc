@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <cstring>
 
 namespace selene::testing {
 namespace {
@@ -17,6 +18,21 @@ sockaddr_in Loopback(int port) {
   address.sin_port = htons(static_cast<uint16_t>(port));
   address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   return address;
+}
+
+// A socket connected to the loopback `port` with `request` sent and a 10 s receive timeout, or
+// -1 when nothing listens there.
+int ConnectAndSend(int port, const std::string& request) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  timeval timeout{10, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
+  sockaddr_in address = Loopback(port);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  ::send(fd, request.data(), request.size(), MSG_NOSIGNAL);
+  return fd;
 }
 
 }  // namespace
@@ -32,18 +48,43 @@ int UnusedLoopbackPort() {
 }
 
 std::string RawExchange(int port, const std::string& request) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  timeval timeout{10, 0};
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
-  sockaddr_in address = Loopback(port);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0) {
-    ::close(fd);
-    return "";
-  }
-  ::send(fd, request.data(), request.size(), MSG_NOSIGNAL);
+  const int fd = ConnectAndSend(port, request);
+  if (fd < 0) return "";
   std::string answer;
   char buffer[8192];
   for (ssize_t n; (n = ::recv(fd, buffer, sizeof(buffer), 0)) > 0;) answer.append(buffer, n);
+  ::close(fd);
+  return answer;
+}
+
+std::string RawFirstAnswer(int port, const std::string& request) {
+  const int fd = ConnectAndSend(port, request);
+  if (fd < 0) return "";
+  std::string answer;
+  char buffer[8192];
+  while (true) {
+    const size_t head_end = answer.find("\r\n\r\n");
+    if (head_end != std::string::npos) {
+      // Header names are case-insensitive; servers write "Content-Length".
+      size_t length = 0;
+      for (const char* name : {"\r\nContent-Length: ", "\r\ncontent-length: "}) {
+        const size_t at = answer.find(name);
+        if (at != std::string::npos && at < head_end) {
+          length = std::strtoul(answer.c_str() + at + std::strlen(name), nullptr, 10);
+        }
+      }
+      if (answer.size() >= head_end + 4 + length) {
+        answer.resize(head_end + 4 + length);
+        break;
+      }
+    }
+    const ssize_t n = ::recv(fd, buffer, sizeof(buffer), 0);
+    if (n <= 0) {
+      answer.clear();
+      break;
+    }
+    answer.append(buffer, static_cast<size_t>(n));
+  }
   ::close(fd);
   return answer;
 }

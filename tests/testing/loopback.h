@@ -18,6 +18,12 @@ struct HttpResponse {
 // closes; "" when nothing listens.
 std::string RawExchange(int port, const std::string& request);
 
+// Sends `request` as is and returns the first answer: its head and as many body bytes as its
+// Content-Length says, without waiting for the server to close (one that keeps the connection
+// open after an error would hold RawExchange for its keep-alive timeout); "" when nothing
+// listens or no whole answer came within 10 s.
+std::string RawFirstAnswer(int port, const std::string& request);
+
 // GET `target` ("/metrics", "/api/v1/query?query=up") from 127.0.0.1:port as HTTP/1.0 (so the
 // answer is never chunked), reading until the server closes.
 HttpResponse HttpGet(int port, const std::string& target);

@@ -76,6 +76,7 @@ int ServingStatusOf(const std::string& bytes) {
 SeleneServerOptions TestServerOptions(const std::string& dir) {
   SeleneServerOptions options;
   options.listen = "127.0.0.1:0";
+  options.http_listen = "127.0.0.1:0";  // REST v2 too, on a port of its own
   options.state_dir = (fs::path(dir) / "state").string();
   options.data_root = (fs::path(dir) / "data").string();
   fs::create_directories(options.data_root);

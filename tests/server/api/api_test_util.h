@@ -21,8 +21,8 @@
 namespace selene::api::testing {
 
 // Options for an in-process server under `dir` (state in dir/state, data root dir/data, created):
-// 127.0.0.1 on a free port, one CPU slot, one training thread, progress every 50 ms, quick
-// scheduler polling and a short shutdown grace.
+// 127.0.0.1 on a free port (REST v2 on another), one CPU slot, one training thread, progress every
+// 50 ms, quick scheduler polling and a short shutdown grace.
 SeleneServerOptions TestServerOptions(const std::string& dir);
 
 using ::selene::testing::MakeTempDir;  // tests/testing/files.h

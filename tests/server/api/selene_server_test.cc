@@ -562,7 +562,7 @@ TEST_F(SeleneServerTest, ShutdownAnswersCallsInFlightAndRefusesNewOnesAfterHealt
   for (int i = 0; i < kCalls; ++i) {
     calls.emplace_back([&, i] { statuses[i] = client.Segment(requests[i], &answers[i]); });
   }
-  ASSERT_TRUE(server->inference_service().AwaitInFlight(kCalls, absl::Now() + absl::Minutes(2)));
+  ASSERT_TRUE(server->inference_calls().AwaitInFlight(kCalls, absl::Now() + absl::Minutes(2)));
 
   stopper = std::thread([&] { stopped = server->Shutdown(); });
   // Health goes first, to open watches as well as to Check.
@@ -589,7 +589,7 @@ TEST_F(SeleneServerTest, ShutdownAnswersCallsInFlightAndRefusesNewOnesAfterHealt
   status = late.Send(requests[1].SerializeAsString());
   EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE);
   EXPECT_EQ(status.error_message(), "selene-server is shutting down");
-  EXPECT_EQ(server->inference_service().in_flight(), kCalls);  // none of them cancelled
+  EXPECT_EQ(server->inference_calls().in_flight(), kCalls);  // none of them cancelled
 
   // Let the held calls go: every one is answered, as it would have been without the stop.
   release();

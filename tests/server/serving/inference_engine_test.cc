@@ -26,7 +26,6 @@ using testing::DecodeGreyPng;
 using testing::EncodePng;
 using testing::FakeCatalog;
 using ::testing::HasSubstr;
-using testing::MakeJob;
 using testing::TestImage;
 
 ModelRegistryOptions Unbatched() {
@@ -80,13 +79,7 @@ void AwaitInBatcher(const ServableModel& model, const BatcherStats& before, int 
 
 class InferenceEngineTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    catalog_.Add(MakeJob("job-1", testing::TinyBinarySpec(), 1));
-    catalog_.Add(MakeJob("job-2", testing::TinyMultiClassSpec(), 2,
-                         {"background", "disc", "square", "triangle"}));
-    catalog_.Add(
-        MakeJob("job-3", testing::TinyClassifierSpec(), 3, {"disc", "square", "triangle", "star"}));
-  }
+  void SetUp() override { testing::AddOneModelPerTask(catalog_); }
 
   v1::SegmentResponse Segment(InferenceEngine& engine, const std::string& model,
                               const cv::Mat& image, bool probabilities = false) {

@@ -160,6 +160,13 @@ ServableModelRecord MakeJob(const std::string& job_id, const std::string& spec_j
   return record;
 }
 
+void AddOneModelPerTask(FakeCatalog& catalog) {
+  catalog.Add(MakeJob("job-1", TinyBinarySpec(), 1));
+  catalog.Add(
+      MakeJob("job-2", TinyMultiClassSpec(), 2, {"background", "disc", "square", "triangle"}));
+  catalog.Add(MakeJob("job-3", TinyClassifierSpec(), 3, {"disc", "square", "triangle", "star"}));
+}
+
 cv::Mat TestImage(int width, int height, int channels, int seed) {
   cv::Mat image(height, width, CV_8UC3);
   cv::RNG rng(static_cast<uint64_t>(seed) * 7919 + 17);

@@ -50,6 +50,11 @@ ServableModelRecord MakeJob(const std::string& job_id, const std::string& spec_j
                             int64_t finish_order, const std::vector<std::string>& class_names = {},
                             uint64_t seed = 1);
 
+// One tiny model of each task into `catalog`: job-1 binary segmentation, job-2 multi-class
+// segmentation (background, disc, square, triangle), job-3 classification (disc, square,
+// triangle, star).
+void AddOneModelPerTask(FakeCatalog& catalog);
+
 // A deterministic RGB (or grey) image with smooth shapes and texture.
 cv::Mat TestImage(int width, int height, int channels, int seed);
 std::string EncodePng(const cv::Mat& image);
