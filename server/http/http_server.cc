@@ -214,9 +214,19 @@ StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const std::string& addre
   // Errors the library answers itself (malformed request, body over the limit, a method it does
   // not route) get the same JSON body as the routes' errors; the routes' own bodies stay.
   const httplib::Server::HandlerWithResponse on_error =
-      [max = o.max_body_bytes](const httplib::Request&, httplib::Response& out) {
+      [max = o.max_body_bytes](const httplib::Request& in, httplib::Response& out) {
         if (!out.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
-        WriteResponse(ErrorResponse(out.status, LibraryErrorMessage(out.status, max)), out);
+        std::string message = LibraryErrorMessage(out.status, max);
+        // The library caps form bodies at its own compiled-in limit, whatever ours is; curl's
+        // -d sends that content type unless told otherwise, so say what to do instead.
+        if (out.status == 413 &&
+            in.get_header_value("Content-Type") == "application/x-www-form-urlencoded") {
+          message =
+              absl::StrCat("a request body of Content-Type application/x-www-form-urlencoded ",
+                           "is limited to ", CPPHTTPLIB_FORM_URL_ENCODED_PAYLOAD_MAX_LENGTH,
+                           " bytes; send Content-Type: application/json");
+        }
+        WriteResponse(ErrorResponse(out.status, message), out);
         return httplib::Server::HandlerResponse::Handled;
       };
   library.set_error_handler(on_error);
