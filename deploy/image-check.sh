@@ -13,6 +13,8 @@
 #               demo U-Net spec cut to 2 epochs on 128 samples, watch it until it succeeds
 #   7. segment  selene segment on tools/demo/moon_sample.png; the mask is a PNG
 #   8. metrics  GET /metrics on the metrics port shows selene_jobs (promtool lints it if present)
+#   9. rest     the Open Inference Protocol over REST: /v2/health/ready, then the same image as
+#               base64 BYTES to POST /v2/models/JOB/infer; the answer holds its UINT8 mask
 #
 # Prints each phase's time and a summary; exits non-zero with the failing phase's message. The
 # container (and its anonymous volumes) is removed on exit, also on failure or Ctrl-C, unless
@@ -206,12 +208,13 @@ begin start "podman run -d $image and wait for SERVING"
 podman run -d --name "$container" --runtime runc \
   --ulimit nofile=1024:1024 --ulimit nproc=1000:1000 \
   --health-interval=disable \
-  -p 127.0.0.1::50051 -p 127.0.0.1::9464 \
+  -p 127.0.0.1::50051 -p 127.0.0.1::8000 -p 127.0.0.1::9464 \
   "$image" >"$work/run.out" 2>"$work/run.err" \
   || { cat "$work/run.err" >&2; fail "podman run failed"; }
 grpc_address="$(podman port "$container" 50051/tcp | head -n 1)"
 metrics_address="$(podman port "$container" 9464/tcp | head -n 1)"
-[[ -n "$grpc_address" && -n "$metrics_address" ]] || fail "podman port shows no published ports"
+rest_address="$(podman port "$container" 8000/tcp | head -n 1)"
+[[ -n "$grpc_address" && -n "$metrics_address" && -n "$rest_address" ]] || fail "podman port shows no published ports"
 export SELENE_SERVER="$grpc_address"
 echo "image-check: container $container: gRPC on $grpc_address, metrics on $metrics_address"
 served=0
@@ -293,5 +296,22 @@ else
 fi
 end
 
+# ---- 9: rest ----
+
+begin rest "POST http://$rest_address/v2/models/$job/infer"
+curl -fsS --max-time 10 "http://$rest_address/v2/health/ready" >"$work/ready.json" \
+  || fail "GET /v2/health/ready failed"
+grep -q '"ready":true' "$work/ready.json" || fail "not ready: $(cat "$work/ready.json")"
+printf '{"inputs": [{"name": "image_bytes", "datatype": "BYTES", "shape": [1],
+  "parameters": {"content_type": "base64"}, "data": ["%s"]}]}' \
+  "$(base64 -w0 tools/demo/moon_sample.png)" >"$work/infer.json"
+curl -fsS --max-time 60 -H 'content-type: application/json' --data-binary @"$work/infer.json" \
+  "http://$rest_address/v2/models/$job/infer" >"$work/inferred.json" \
+  || fail "POST /v2/models/$job/infer failed"
+grep -q '"name":"mask","datatype":"UINT8"' "$work/inferred.json" \
+  || fail "no UINT8 mask in the answer: $(head -c 300 "$work/inferred.json")"
+echo "image-check: REST answered $(stat -c %s "$work/inferred.json") bytes of JSON with the mask"
+end
+
 summary
-echo "image-check: OK: $image serves as uid $uid, reports healthy, trains $job, segments, $metrics_note"
+echo "image-check: OK: $image serves as uid $uid, reports healthy, trains $job, segments, $metrics_note, answers REST v2"
