@@ -124,7 +124,8 @@ StatusOr<std::vector<cv::Mat>> ReadImages(const inference::ModelInferRequest& re
           absl::StrCat("input \"image\" has shape ", ShapeText(shape), "; expected ", expected));
     }
     SELENE_RETURN_IF_ERROR(batch_error());
-    if (shape[1] * shape[2] > max_pixels) {
+    // Each side first: a client's dimensions could overflow the product.
+    if (shape[1] > max_pixels || shape[2] > max_pixels || shape[1] * shape[2] > max_pixels) {
       return InvalidArgumentError(absl::StrCat("input \"image\": ", shape[2], "x", shape[1], " is ",
                                                shape[1] * shape[2], " pixels, over the limit of ",
                                                max_pixels));

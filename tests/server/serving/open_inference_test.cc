@@ -326,6 +326,10 @@ TEST_F(OpenInferenceTest, BadRequestsNameTheTensorAndWhatWasExpected) {
   inference::ModelInferRequest rank3 = RawImageRequest("job-1", {image});
   rank3.mutable_inputs(0)->mutable_shape()->RemoveLast();
   expect(rank3, StatusCode::kInvalidArgument, {"input \"image\"", "[1, 30, 40]", "[N, H, W, 3]"});
+  inference::ModelInferRequest huge = RawImageRequest("job-1", {image});
+  huge.mutable_inputs(0)->set_shape(1, int64_t{1} << 40);  // its product would overflow int64
+  huge.mutable_inputs(0)->set_shape(2, int64_t{1} << 40);
+  expect(huge, StatusCode::kInvalidArgument, {"input \"image\"", "over the limit of"});
   inference::ModelInferRequest short_raw = RawImageRequest("job-1", {image});
   short_raw.mutable_raw_input_contents(0)->pop_back();
   expect(short_raw, StatusCode::kInvalidArgument, {"input \"image\"", "3599 bytes", "3600"});
