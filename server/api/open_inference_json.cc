@@ -21,6 +21,7 @@
 #include "absl/strings/str_join.h"
 #include "common/text_limits.h"
 #include "server/http/http_response.h"
+#include "server/serving/open_inference_tensors.h"
 
 namespace selene::api {
 namespace {
@@ -385,20 +386,12 @@ Status AppendRaw(const std::string& raw, int64_t count, const std::string& where
   return OkStatus();
 }
 
-StatusOr<std::vector<std::string>> SplitRawBytes(const std::string& raw, int64_t count,
-                                                 const std::string& where) {
-  std::vector<std::string> elements;
-  size_t at = 0;
-  while (at < raw.size()) {
-    uint32_t length = 0;
-    if (raw.size() - at < 4) break;
-    std::memcpy(&length, raw.data() + at, 4);
-    at += 4;
-    if (raw.size() - at < length) break;
-    elements.emplace_back(raw.data() + at, length);
-    at += length;
-  }
-  if (at != raw.size() || static_cast<int64_t>(elements.size()) != count) {
+// A raw BYTES output's `count` elements (open_inference_tensors.h's encoding); a buffer that
+// does not hold them is the core's bug, so Internal.
+StatusOr<std::vector<std::string>> RawBytesOutput(const std::string& raw, int64_t count,
+                                                  const std::string& where) {
+  StatusOr<std::vector<std::string>> elements = serving::SplitRawBytes(raw);
+  if (!elements.ok() || static_cast<int64_t>(elements->size()) != count) {
     return InternalError(absl::StrCat(where, ": raw BYTES output does not hold ", count,
                                       " length-prefixed elements"));
   }
@@ -425,7 +418,7 @@ Status AppendOutputData(const OutputTensor& tensor, const std::string* raw, int6
   if (type == "BYTES") {
     std::vector<std::string> elements;
     if (raw != nullptr) {
-      SELENE_ASSIGN_OR_RETURN(elements, SplitRawBytes(*raw, count, where));
+      SELENE_ASSIGN_OR_RETURN(elements, RawBytesOutput(*raw, count, where));
     } else {
       elements.assign(contents.bytes_contents().begin(), contents.bytes_contents().end());
     }

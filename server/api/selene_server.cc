@@ -42,6 +42,13 @@ namespace {
 
 namespace fs = std::filesystem;
 
+// Why an HTTP endpoint did not start: an address that does not parse is the flag's fault
+// (InvalidArgument naming it); anything else (the port taken) the environment's.
+Status EndpointStartError(const char* flag, const Status& status) {
+  if (status.code() != StatusCode::kInvalidArgument) return status;
+  return InvalidArgumentError(absl::StrCat(flag, ": ", status.message()));
+}
+
 // --max_job_memory_mb in bytes must fit an int64.
 constexpr int64_t kMaxJobMemoryMb = (int64_t{1} << 43) - 1;
 
@@ -420,12 +427,7 @@ Status SeleneServer::Build() {
   if (!o.metrics_listen.empty()) {
     StatusOr<std::unique_ptr<http::HttpServer>> http =
         http::StartMetricsEndpoint(o.metrics_listen, &metrics_);
-    if (!http.ok()) {
-      if (http.status().code() == StatusCode::kInvalidArgument) {
-        return InvalidArgumentError(absl::StrCat("--metrics_listen: ", http.status().message()));
-      }
-      return http.status();
-    }
+    if (!http.ok()) return EndpointStartError("--metrics_listen", http.status());
     metrics_http_ = std::move(http).value();
     metrics_address_ = WithPort(o.metrics_listen, metrics_http_->port());
   }
@@ -449,12 +451,7 @@ Status SeleneServer::Build() {
     StatusOr<std::unique_ptr<http::HttpServer>> http = http::HttpServer::Start(
         o.http_listen, OpenInferenceRoutes(open_inference_.get(), std::move(routes)),
         std::move(rest));
-    if (!http.ok()) {
-      if (http.status().code() == StatusCode::kInvalidArgument) {
-        return InvalidArgumentError(absl::StrCat("--http_listen: ", http.status().message()));
-      }
-      return http.status();
-    }
+    if (!http.ok()) return EndpointStartError("--http_listen", http.status());
     rest_http_ = std::move(http).value();
     http_address_ = WithPort(o.http_listen, rest_http_->port());
   }

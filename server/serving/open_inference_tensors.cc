@@ -1,6 +1,7 @@
 #include "server/serving/open_inference_tensors.h"
 
 #include <cstring>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -78,26 +79,35 @@ StatusOr<std::vector<std::string>> ReadBytesTensor(absl::string_view tensor, con
     elements.assign(contents.bytes_contents().begin(), contents.bytes_contents().end());
     return elements;
   }
-  size_t at = 0;
-  while (at < raw->size()) {
-    if (raw->size() - at < 4) {
-      return InvalidArgumentError(absl::StrCat("input \"", tensor, "\": raw contents end inside ",
-                                               "the 4-byte length of element ", elements.size()));
-    }
-    const uint32_t length = ReadLittleEndian32(raw->data() + at);
-    at += 4;
-    if (raw->size() - at < length) {
-      return InvalidArgumentError(absl::StrCat("input \"", tensor, "\": element ", elements.size(),
-                                               " says ", length, " bytes but only ",
-                                               raw->size() - at, " are left"));
-    }
-    elements.emplace_back(raw->data() + at, length);
-    at += length;
+  StatusOr<std::vector<std::string>> split = SplitRawBytes(*raw);
+  if (!split.ok()) {
+    return InvalidArgumentError(absl::StrCat("input \"", tensor, "\": ", split.status().message()));
   }
+  elements = *std::move(split);
   if (static_cast<int64_t>(elements.size()) != count) {
     return InvalidArgumentError(absl::StrCat("input \"", tensor, "\": raw contents hold ",
                                              elements.size(), " elements; its shape needs ",
                                              count));
+  }
+  return elements;
+}
+
+StatusOr<std::vector<std::string>> SplitRawBytes(absl::string_view raw) {
+  std::vector<std::string> elements;
+  size_t at = 0;
+  while (at < raw.size()) {
+    if (raw.size() - at < 4) {
+      return InvalidArgumentError(absl::StrCat("raw contents end inside the 4-byte length of ",
+                                               "element ", elements.size()));
+    }
+    const uint32_t length = ReadLittleEndian32(raw.data() + at);
+    at += 4;
+    if (raw.size() - at < length) {
+      return InvalidArgumentError(absl::StrCat("element ", elements.size(), " says ", length,
+                                               " bytes but only ", raw.size() - at, " are left"));
+    }
+    elements.emplace_back(raw.data() + at, length);
+    at += length;
   }
   return elements;
 }

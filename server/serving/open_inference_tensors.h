@@ -34,6 +34,10 @@ StatusOr<std::vector<std::string>> ReadBytesTensor(absl::string_view tensor, con
                                                    const inference::InferTensorContents& contents,
                                                    int64_t count);
 
+// The elements of a raw BYTES buffer, each a 4-byte little-endian length then its bytes.
+// InvalidArgument saying where the buffer breaks off.
+StatusOr<std::vector<std::string>> SplitRawBytes(absl::string_view raw);
+
 // Raw encodings for answers.
 void AppendRawBytesElement(absl::string_view element, std::string* raw);
 std::string RawFloats(const std::vector<float>& values);

@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 #include <opencv2/imgproc.hpp>
 
+#include <algorithm>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -244,6 +245,9 @@ TEST_F(OpenInferenceTest, AThresholdParameterMovesTheBinaryMask) {
   const inference::ModelInferResponse response = InferOk(request);
   const std::vector<float> p = Floats(Find(response, "probabilities").raw);
   const std::string mask = Find(response, "mask").raw;
+  // Pixels the default threshold would call foreground and 0.99 does not: without them the
+  // parameter could be ignored unnoticed.
+  EXPECT_TRUE(std::any_of(p.begin(), p.end(), [](float v) { return v >= 0.5f && v < 0.98f; }));
   for (size_t i = 0; i < p.size(); ++i) {
     if (std::abs(p[i] - 0.99f) > 1e-4f) {
       EXPECT_EQ(mask[i], p[i] >= 0.99f ? 1 : 0) << i;
